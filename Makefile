@@ -1,0 +1,98 @@
+# Vigil: continuous verification of pods against Sigstore ClusterImagePolicies.
+# `make help` lists the targets.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+BIN ?= $(CURDIR)/bin
+CONTROLLER_GEN ?= $(BIN)/controller-gen
+KUBECTL ?= $(BIN)/kubectl
+PROMTOOL ?= $(BIN)/promtool
+# envtest and `vigil dev` take etcd, kube-apiserver and kubectl from here.
+export KUBEBUILDER_ASSETS ?= $(BIN)
+
+GO_TEST_FLAGS ?=
+IMG ?= vigil:dev
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets and what they do.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+	  /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs (config/crd/bases) from the API markers.
+	$(CONTROLLER_GEN) crd paths=./apis/... output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods for the API types.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./apis/...
+
+.PHONY: fmt
+fmt: ## Format the Go code.
+	gofmt -w $$(git ls-files '*.go' | grep -v '^hack/tools/')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: vet ## Check formatting and run go vet.
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/tools/')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: verify
+verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs) are stale or code is not formatted.
+	@before=$$(cat apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml | sha256sum); \
+	  $(MAKE) -s generate manifests >/dev/null; \
+	  after=$$(cat apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml | sha256sum); \
+	  if [ "$$before" != "$$after" ]; then \
+	    echo "generated files were stale (now regenerated): review and commit apis/*/*/zz_generated.deepcopy.go and config/crd/bases"; exit 1; fi
+
+##@ Build
+
+.PHONY: build
+build: ## Build bin/vigil.
+	go build -o $(BIN)/vigil ./cmd/vigil
+
+.PHONY: tools
+tools: ## Build the pinned etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, controller-gen, promtool into bin/.
+	BIN=$(BIN) hack/tools/build.sh
+
+$(CONTROLLER_GEN):
+	BIN=$(BIN) hack/tools/build.sh controller-gen
+
+##@ Test
+
+.PHONY: test
+test: tools verify build ## Everything CI runs: verify, unit, envtest integration and e2e tests.
+	go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-e2e
+test-e2e: tools build ## The end-to-end tests only: bin/vigil, a real kube-apiserver and etcd, real kubectl.
+	go test $(GO_TEST_FLAGS) ./e2e/...
+
+.PHONY: bench
+bench: ## Run the benchmarks (results go in BENCHMARKS.md by hand).
+	go test -run '^$$' -bench . -benchmem ./internal/...
+
+##@ Run
+
+.PHONY: demo
+demo: tools build ## Replay the reference walkthrough against `vigil dev` with kubectl.
+	hack/demo.sh
+
+.PHONY: deploy
+deploy: ## Install Vigil into the cluster of the current kubeconfig (config/default).
+	@echo "make deploy is not built yet: see README.md, 'What is not done yet'"; exit 2
+
+.PHONY: undeploy
+undeploy: ## Remove what `make deploy` installed.
+	@echo "make undeploy is not built yet: see README.md, 'What is not done yet'"; exit 2

@@ -1,0 +1,193 @@
+// Package manager assembles Vigil's controller-runtime manager: webhook server
+// with certificates from cert-controller, metrics, health probes, leader
+// election. `vigil controller` runs it in a cluster, `vigil dev` in-process.
+package manager
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/cert-controller/pkg/rotator"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/vigil-dev/vigil/apis"
+)
+
+// Defaults shared by the flags of `vigil controller` and `vigil dev`.
+const (
+	DefaultNamespace         = "vigil-system"
+	DefaultWebhookName       = "policy.sigstore.dev"
+	DefaultWebhookConfigName = "vigil-validating-webhook-configuration"
+	DefaultCertSecretName    = "vigil-webhook-server-cert"
+	DefaultServiceName       = "vigil-webhook-service"
+	DefaultLeaderElectionID  = "vigil.policy.sigstore.dev"
+)
+
+// Options configure the manager.
+type Options struct {
+	// Namespace is Vigil's own namespace: its Lease, certificate Secret and
+	// config-policy-controller ConfigMap live there.
+	Namespace string
+
+	MetricsBindAddress string
+	// SecureMetrics serves metrics over HTTPS behind Kubernetes authentication
+	// and authorization (in cluster); plain HTTP otherwise (`vigil dev`).
+	SecureMetrics          bool
+	HealthProbeBindAddress string
+
+	LeaderElection   bool
+	LeaderElectionID string
+
+	// WebhookHost and WebhookPort are where the webhook server listens;
+	// WebhookPort < 0 disables the webhook.
+	WebhookHost string
+	WebhookPort int
+	// CertDir receives the serving certificate that cert-controller writes.
+	CertDir string
+	// CertSecretName is the Secret in Namespace holding the CA and certificate.
+	CertSecretName string
+	// CertDNSName is the name the certificate is valid for: the webhook
+	// Service's DNS name in cluster, localhost for `vigil dev`.
+	CertDNSName string
+	// WebhookConfigName is the ValidatingWebhookConfiguration whose caBundle
+	// cert-controller keeps current.
+	WebhookConfigName string
+}
+
+// Manager is a controller-runtime manager plus the webhook server that starts
+// once cert-controller has written its certificate.
+type Manager struct {
+	manager.Manager
+	Webhook webhook.Server
+	// CertsReady is closed when the serving certificate is on disk and the
+	// caBundle is injected.
+	CertsReady chan struct{}
+}
+
+// New builds the manager. Register webhook handlers on m.Webhook and
+// reconcilers on m before calling m.Start.
+func New(cfg *rest.Config, opts Options) (*Manager, error) {
+	metricsOpts := metricsserver.Options{BindAddress: opts.MetricsBindAddress}
+	if opts.SecureMetrics {
+		metricsOpts.SecureServing = true
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metricsOpts.TLSOpts = []func(*tls.Config){tlsMinVersion}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        apis.NewScheme(),
+		Metrics:                       metricsOpts,
+		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              opts.LeaderElectionID,
+		LeaderElectionNamespace:       opts.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		// No WebhookServer here: ours starts only once its certificate exists.
+		WebhookServer: nil,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	m := &Manager{Manager: mgr, CertsReady: make(chan struct{})}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if opts.WebhookPort < 0 {
+		close(m.CertsReady)
+		return m, mgr.AddReadyzCheck("ping", healthz.Ping)
+	}
+
+	if err := os.MkdirAll(opts.CertDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create certificate directory: %w", err)
+	}
+	m.Webhook = webhook.NewServer(webhook.Options{
+		Host: opts.WebhookHost, Port: opts.WebhookPort, CertDir: opts.CertDir,
+		TLSOpts: []func(*tls.Config){tlsMinVersion},
+	})
+	if err := rotator.AddRotator(mgr, &rotator.CertRotator{
+		SecretKey:      types.NamespacedName{Namespace: opts.Namespace, Name: opts.CertSecretName},
+		CertDir:        opts.CertDir,
+		CAName:         "vigil-ca",
+		CAOrganization: "vigil",
+		DNSName:        opts.CertDNSName,
+		IsReady:        m.CertsReady,
+		Webhooks:       []rotator.WebhookInfo{{Name: opts.WebhookConfigName, Type: rotator.Validating}},
+		// Every replica serves the webhook, so every replica needs the certificate.
+		RequireLeaderElection: false,
+	}); err != nil {
+		return nil, fmt.Errorf("add certificate rotator: %w", err)
+	}
+	started := &atomic.Bool{}
+	if err := mgr.Add(&delayedWebhook{server: m.Webhook, ready: m.CertsReady, started: started}); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("webhook", func(req *http.Request) error {
+		if !started.Load() {
+			return errors.New("webhook server waits for its certificate")
+		}
+		return m.Webhook.StartedChecker()(req)
+	}); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// tlsMinVersion refuses TLS older than 1.2 on every server Vigil runs.
+func tlsMinVersion(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }
+
+// delayedWebhook starts the webhook server once the certificate is ready. It
+// runs on every replica, leader or not.
+type delayedWebhook struct {
+	server  webhook.Server
+	ready   <-chan struct{}
+	started *atomic.Bool
+}
+
+func (d *delayedWebhook) NeedLeaderElection() bool { return false }
+
+func (d *delayedWebhook) Start(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-d.ready:
+	}
+	d.started.Store(true)
+	return d.server.Start(ctx)
+}
+
+// WaitReady blocks until the webhook server answers its started check, or the
+// deadline passes.
+func (m *Manager) WaitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	select {
+	case <-m.CertsReady:
+	case <-ctx.Done():
+		return fmt.Errorf("webhook certificate not ready after %s", timeout)
+	}
+	if m.Webhook == nil {
+		return nil
+	}
+	for {
+		if err := m.Webhook.StartedChecker()(&http.Request{}); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("webhook server not serving after %s", timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,105 @@
+// Package metrics defines Vigil's Prometheus metrics (prefix vigil_) and
+// registers them in controller-runtime's registry, which the manager serves.
+// Labels are bounded: policy names, results, kinds and triggers, never pods
+// or namespaces.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Evaluation triggers, the values of the trigger label.
+const (
+	TriggerAdmission = "admission"
+	TriggerPod       = "pod"
+	TriggerPolicy    = "policy"
+	TriggerResync    = "resync"
+)
+
+// Admission decisions, the values of the decision label.
+const (
+	DecisionAllowed = "allowed"
+	DecisionDenied  = "denied"
+	DecisionWarned  = "warned"
+)
+
+// Report write outcomes, the values of the outcome label.
+const (
+	WriteCreated   = "created"
+	WriteUpdated   = "updated"
+	WriteUnchanged = "unchanged"
+	WriteDeleted   = "deleted"
+	WriteError     = "error"
+)
+
+var (
+	// PolicyResults is the number of running pods per policy per result, now.
+	PolicyResults = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vigil_policy_results",
+		Help: "Running pods per policy and result (pass, fail, warn, error), as their PolicyReports say now.",
+	}, []string{"policy", "result"})
+
+	// Drift counts results of pods that already have a report turning fail or warn.
+	Drift = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_drift_total",
+		Help: "Results of already-reported pods that turned fail or warn (from pass, or from nothing because the policy is new or its match changed).",
+	}, []string{"policy"})
+
+	// Evaluations counts decisions by trigger and result.
+	Evaluations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_evaluations_total",
+		Help: "Policy evaluations by trigger (admission, pod, policy, resync) and result.",
+	}, []string{"trigger", "result"})
+
+	// EvaluationDuration is the time one policy evaluation takes, by policy language.
+	EvaluationDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "vigil_evaluation_duration_seconds",
+		Help:    "Time to evaluate one policy for one object, by type (cue, rego, static).",
+		Buckets: []float64{1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1},
+	}, []string{"type"})
+
+	// AdmissionRequests counts admission requests by kind, operation and decision.
+	AdmissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_admission_requests_total",
+		Help: "Admission requests by kind, operation and decision (allowed, denied, warned).",
+	}, []string{"kind", "operation", "decision"})
+
+	// AdmissionDuration is the time the webhook takes to answer, by kind.
+	AdmissionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "vigil_admission_duration_seconds",
+		Help:    "Time the validating webhook takes to decide, by kind.",
+		Buckets: []float64{1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+	}, []string{"kind"})
+
+	// ReportWrites counts PolicyReport writes by outcome.
+	ReportWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_report_writes_total",
+		Help: "PolicyReport writes by outcome (created, updated, unchanged, deleted, error).",
+	}, []string{"outcome"})
+
+	// PolicyReady is 1 when the policy compiled and is in use, 0 otherwise.
+	PolicyReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vigil_policy_ready",
+		Help: "1 when the ClusterImagePolicy compiled and is used for decisions, 0 when it is not Ready.",
+	}, []string{"policy"})
+
+	// EventsDropped counts events not emitted because of the rate limit.
+	EventsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_events_dropped_total",
+		Help: "Kubernetes events Vigil did not emit because a burst exceeded the rate limit.",
+	})
+
+	// LastEvaluation is the time of the last evaluation of any pod.
+	LastEvaluation = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_last_evaluation_timestamp_seconds",
+		Help: "Unix time of the last policy evaluation of any pod, by admission or by the reconcilers.",
+	})
+)
+
+func init() {
+	crmetrics.Registry.MustRegister(
+		PolicyResults, Drift, Evaluations, EvaluationDuration, AdmissionRequests,
+		AdmissionDuration, ReportWrites, PolicyReady, EventsDropped, LastEvaluation,
+	)
+}
