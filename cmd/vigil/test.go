@@ -1,13 +1,377 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/policy"
+)
+
+// testOptions are the flags of `vigil test`.
+type testOptions struct {
+	policies      []string
+	resources     []string
+	output        string
+	noMatchPolicy string
+}
 
 func newTestCommand() *cobra.Command {
-	return &cobra.Command{
+	o := &testOptions{}
+	cmd := &cobra.Command{
 		Use:   "test --policy PATH... --resource PATH...",
 		Short: "Judge resources in YAML files against policies offline, without a cluster",
-		RunE: func(*cobra.Command, []string) error {
-			return notBuiltYet("vigil test")
+		Long: `Judge Pods and pod-carrying workloads (Deployment, ReplicaSet, StatefulSet,
+DaemonSet, Job, CronJob) against ClusterImagePolicies, offline, with the same
+decision code as the admission webhook and the PolicyReports.
+
+PATH is a file (multi-document YAML or JSON) or a directory, read recursively
+for *.yaml, *.yml and *.json. Both flags may be repeated or take a
+comma-separated list. Documents are numbered from 1 in error messages.
+
+Images are judged as written: tags are not resolved to digests.
+
+Exit status: 0 when admission would allow every resource (warnings allowed),
+1 when it would deny one, 2 for bad input or usage.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			return o.run(ctx, cmd.OutOrStdout())
 		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVarP(&o.policies, "policy", "p", nil, "ClusterImagePolicy file or directory (v1alpha1 or v1beta1)")
+	f.StringSliceVarP(&o.resources, "resource", "r", nil, "file or directory of resources to judge")
+	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	f.StringVar(&o.noMatchPolicy, "no-match-policy", string(policy.NoMatchDeny), "for images no policy covers: deny, warn or allow")
+	return cmd
+}
+
+func badInput(format string, args ...any) error {
+	return &exitError{code: exitBadInput, err: fmt.Errorf(format, args...)}
+}
+
+func (o *testOptions) run(ctx context.Context, out io.Writer) error {
+	if len(o.policies) == 0 || len(o.resources) == 0 {
+		return badInput("both --policy and --resource are required")
+	}
+	if o.output != "table" && o.output != "json" {
+		return badInput("invalid --output %q: want table or json", o.output)
+	}
+	noMatch, err := policy.ParseNoMatchPolicy(o.noMatchPolicy)
+	if err != nil {
+		return badInput("invalid --no-match-policy: %v", err)
+	}
+	set, err := loadPolicies(o.policies)
+	if err != nil {
+		return err
+	}
+	resources, err := loadResources(o.resources)
+	if err != nil {
+		return err
+	}
+
+	report := testReport{Results: []testResult{}}
+	denied := 0
+	for _, r := range resources {
+		d := set.Decide(ctx, r.obj, policy.Options{NoMatchPolicy: noMatch})
+		if !d.Allowed {
+			denied++
+		}
+		for _, res := range d.Results {
+			report.add(testResult{
+				File: r.file, Kind: r.obj.Kind, Namespace: r.obj.Namespace, Name: r.obj.Name,
+				Policy: res.Policy, Result: res.Result, Message: res.Message, Explanation: res.Explanation,
+			})
+		}
+	}
+	if o.output == "json" {
+		err = writeJSON(out, report)
+	} else {
+		err = writeTable(out, report, denied, len(resources))
+	}
+	if err != nil {
+		return err
+	}
+	if denied > 0 {
+		return &exitError{code: exitDenied, err: fmt.Errorf("admission would deny %d of %d resources", denied, len(resources))}
+	}
+	return nil
+}
+
+// testResult is one line of `vigil test -o json`.
+type testResult struct {
+	File        string `json:"file"`
+	Kind        string `json:"kind"`
+	Namespace   string `json:"namespace"`
+	Name        string `json:"name"`
+	Policy      string `json:"policy"`
+	Result      string `json:"result"`
+	Message     string `json:"message"`
+	Explanation string `json:"explanation"`
+}
+
+type testSummary struct {
+	Pass  int `json:"pass"`
+	Fail  int `json:"fail"`
+	Warn  int `json:"warn"`
+	Error int `json:"error"`
+	Skip  int `json:"skip"`
+}
+
+type testReport struct {
+	Results []testResult `json:"results"`
+	Summary testSummary  `json:"summary"`
+}
+
+func (r *testReport) add(res testResult) {
+	r.Results = append(r.Results, res)
+	switch res.Result {
+	case policy.ResultPass:
+		r.Summary.Pass++
+	case policy.ResultFail:
+		r.Summary.Fail++
+	case policy.ResultWarn:
+		r.Summary.Warn++
+	case policy.ResultError:
+		r.Summary.Error++
+	case policy.ResultSkip:
+		r.Summary.Skip++
+	}
+}
+
+func writeJSON(out io.Writer, report testReport) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(report)
+}
+
+func writeTable(out io.Writer, report testReport, denied, resources int) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FILE\tKIND\tNAME\tPOLICY\tRESULT\tMESSAGE")
+	for _, r := range report.Results {
+		name := r.Name
+		if r.Namespace != "" {
+			name = r.Namespace + "/" + name
+		}
+		msg := r.Explanation
+		if msg == "" {
+			msg, _, _ = strings.Cut(r.Message, "\n")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.File, r.Kind, name, r.Policy, r.Result, msg)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	s := report.Summary
+	verdict := fmt.Sprintf("admission would allow all %d resources", resources)
+	if denied > 0 {
+		verdict = fmt.Sprintf("admission would deny %d of %d resources", denied, resources)
+	}
+	_, err := fmt.Fprintf(out, "\n%d pass, %d fail, %d warn, %d error, %d skip: %s\n",
+		s.Pass, s.Fail, s.Warn, s.Error, s.Skip, verdict)
+	return err
+}
+
+// document is one YAML or JSON document of an input file, as JSON.
+type document struct {
+	file  string
+	index int // 1-based
+	json  []byte
+	// apiVersion and kind of the document.
+	apiVersion, kind string
+}
+
+func (d document) errorf(format string, args ...any) error {
+	return badInput("%s: document %d: %s", d.file, d.index, fmt.Sprintf(format, args...))
+}
+
+func loadPolicies(paths []string) (*policy.Set, error) {
+	docs, err := readDocuments(paths)
+	if err != nil {
+		return nil, err
+	}
+	var compiled []*policy.CompiledPolicy
+	seen := map[string]document{}
+	for _, d := range docs {
+		cip, err := decodePolicy(d)
+		if err != nil {
+			return nil, err
+		}
+		if prev, ok := seen[cip.Name]; ok {
+			return nil, d.errorf("ClusterImagePolicy %q is also defined in %s, document %d", cip.Name, prev.file, prev.index)
+		}
+		seen[cip.Name] = d
+		p, err := policy.Compile(cip)
+		if err != nil {
+			return nil, d.errorf("ClusterImagePolicy %q is invalid: %v", cip.Name, err)
+		}
+		compiled = append(compiled, p)
+	}
+	return policy.NewSet(compiled, nil), nil
+}
+
+var policyAPIVersions = []string{"policy.sigstore.dev/v1alpha1", "policy.sigstore.dev/v1beta1"}
+
+// decodePolicy decodes a ClusterImagePolicy strictly, as policy-controller's
+// webhook and policy-tester do: an unknown field is an error. v1alpha1 and
+// v1beta1 have the same schema.
+func decodePolicy(d document) (*v1beta1.ClusterImagePolicy, error) {
+	if d.kind != "ClusterImagePolicy" || !slices.Contains(policyAPIVersions, d.apiVersion) {
+		return nil, d.errorf("expected a ClusterImagePolicy (%s), got %s", strings.Join(policyAPIVersions, " or "), describeKind(d))
+	}
+	var cip v1beta1.ClusterImagePolicy
+	strict, err := sigsjson.UnmarshalStrict(d.json, &cip)
+	if err == nil && len(strict) > 0 {
+		err = errors.Join(strict...)
+	}
+	if err != nil {
+		return nil, d.errorf("ClusterImagePolicy: %v", err)
+	}
+	if cip.Name == "" {
+		return nil, d.errorf("ClusterImagePolicy has no metadata.name")
+	}
+	return &cip, nil
+}
+
+type resource struct {
+	file string
+	obj  *policy.Object
+}
+
+func loadResources(paths []string) ([]resource, error) {
+	docs, err := readDocuments(paths)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) == 0 {
+		return nil, badInput("no resources found in %s", strings.Join(paths, ", "))
+	}
+	out := make([]resource, 0, len(docs))
+	for _, d := range docs {
+		obj, err := policy.DecodeObject(d.json)
+		var unsupported *policy.UnsupportedKindError
+		switch {
+		case errors.As(err, &unsupported):
+			return nil, d.errorf("unsupported kind %s: vigil test judges %s", describeKind(d), strings.Join(policy.SupportedKinds(), ", "))
+		case err != nil:
+			return nil, d.errorf("%s: %v", describeKind(d), err)
+		}
+		out = append(out, resource{file: d.file, obj: obj})
+	}
+	return out, nil
+}
+
+func describeKind(d document) string {
+	switch {
+	case d.kind == "" && d.apiVersion == "":
+		return "a document without apiVersion and kind"
+	case d.apiVersion == "":
+		return d.kind
+	}
+	return d.apiVersion + " " + d.kind
+}
+
+// readDocuments reads every non-empty document of the files under paths.
+func readDocuments(paths []string) ([]document, error) {
+	var docs []document
+	for _, p := range paths {
+		files, err := expandPath(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			fd, err := readFile(f)
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, fd...)
+		}
+	}
+	return docs, nil
+}
+
+var inputExtensions = []string{".yaml", ".yml", ".json"}
+
+// expandPath lists a file, or the YAML and JSON files under a directory in
+// lexical order.
+func expandPath(p string) ([]string, error) {
+	info, err := os.Stat(p)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	if !info.IsDir() {
+		return []string{p}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(p, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && slices.Contains(inputExtensions, strings.ToLower(filepath.Ext(path))) {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	if len(files) == 0 {
+		return nil, badInput("%s: no .yaml, .yml or .json files", p)
+	}
+	return files, nil
+}
+
+func readFile(file string) ([]document, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var docs []document
+	for i := 1; ; i++ {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		d := document{file: file, index: i}
+		if err != nil {
+			return nil, d.errorf("%v", err)
+		}
+		js, err := yaml.YAMLToJSONStrict(raw)
+		if err != nil {
+			return nil, d.errorf("malformed YAML: %v", err)
+		}
+		if t := bytes.TrimSpace(js); bytes.Equal(t, []byte("null")) || len(t) == 0 {
+			continue // an empty document, e.g. after a leading ---
+		}
+		var tm struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := json.Unmarshal(js, &tm); err != nil {
+			return nil, d.errorf("not a Kubernetes object: %v", err)
+		}
+		d.json, d.apiVersion, d.kind = js, tm.APIVersion, tm.Kind
+		docs = append(docs, d)
 	}
 }

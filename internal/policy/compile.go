@@ -1,0 +1,309 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+)
+
+// ReasonBodyUnavailable: the policy body (configMapRef or remote) could not be
+// obtained. The other reasons are v1beta1.ReasonInvalid and v1beta1.ReasonCompileError.
+const ReasonBodyUnavailable = "BodyUnavailable"
+
+// InvalidPolicyError says why a ClusterImagePolicy cannot be used. A webhook
+// rejects the policy with Error(); a reconciler sets Ready=False with Reason
+// and Error().
+type InvalidPolicyError struct {
+	// Policy is the ClusterImagePolicy's name.
+	Policy string
+	// Reason is v1beta1.ReasonInvalid, v1beta1.ReasonCompileError or ReasonBodyUnavailable.
+	Reason string
+	// Field is the first offending field, e.g. spec.mode or spec.policy.data.
+	Field string
+	// Message is the full message; for validation errors it is formatted like
+	// policy-controller's (knative FieldError) messages.
+	Message string
+}
+
+func (e *InvalidPolicyError) Error() string { return e.Message }
+
+// BodyResolver supplies the body of a policy given by configMapRef or
+// remote. The controller implements it; Compile verifies remote bodies
+// against their sha256sum itself.
+type BodyResolver interface {
+	ResolvePolicyBody(cipName string, p *v1beta1.Policy) (string, error)
+}
+
+// Compiler compiles ClusterImagePolicies. The zero value is what `vigil test`
+// and the validating webhook need.
+type Compiler struct {
+	// Resolver supplies configMapRef and remote bodies; without one such
+	// policies fail to compile with ReasonBodyUnavailable.
+	Resolver BodyResolver
+	// AllowEmptyAuthorities is policy-controller's fail-on-empty-authorities=false.
+	// A matching policy without authorities still fails closed at evaluation.
+	AllowEmptyAuthorities bool
+	// SystemNamespace, when set, is the only namespace key.secretRef may name.
+	SystemNamespace string
+}
+
+// Compile validates and compiles a policy with the zero Compiler.
+func Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, error) {
+	return Compiler{}.Compile(cip)
+}
+
+// CompiledPolicy is a validated ClusterImagePolicy with its globs, match
+// rules and CUE or Rego body compiled, ready for Decide. Compile it once per
+// generation; it is safe for concurrent use.
+type CompiledPolicy struct {
+	Name       string
+	Generation int64
+	// Mode is enforce or warn (defaulted).
+	Mode string
+	// Warnings from validation, formatted like policy-controller's, e.g. a
+	// deprecated predicate type. They do not stop the policy from working.
+	Warnings []string
+
+	matcher     matcher
+	authorities []authority
+	// body is nil when the policy has no CIP-level policy.
+	body                                  evaluator
+	includeSpec, includeMeta, includeType bool
+	// cache holds body results by input hash.
+	cache *resultCache
+}
+
+// authority is a defaulted authority reduced to what evaluation needs.
+type authority struct {
+	name string
+	// static is nil for key and keyless authorities.
+	static *v1beta1.StaticRef
+}
+
+// matcher decides whether a policy applies to an object and an image.
+type matcher struct {
+	globs imageGlobs
+	match []resourceMatch
+	// all is set for broken policies whose globs could not be compiled: they
+	// apply everywhere so that their error is seen.
+	all bool
+}
+
+type resourceMatch struct {
+	group, version, resource string
+	selector                 labels.Selector
+}
+
+func (m *matcher) appliesTo(o *Object) bool {
+	if m.all || len(m.match) == 0 {
+		return true
+	}
+	gvr := o.gvr()
+	for _, rm := range m.match {
+		if rm.group != gvr.Group || rm.resource != gvr.Resource {
+			continue
+		}
+		if rm.version != gvr.Version && rm.version != "*" {
+			continue
+		}
+		if rm.selector == nil || rm.selector.Matches(labels.Set(o.Labels)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *matcher) matchesImage(img *parsedImage) bool {
+	return m.all || m.globs.matches(img.qualified, img.Image)
+}
+
+// Compile validates cip with policy-controller's rules, applies its defaults
+// and compiles the policy body. The error is an *InvalidPolicyError.
+func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, error) {
+	spec := cip.Spec.DeepCopy()
+	setDefaults(spec)
+	v := validator{allowEmptyAuthorities: c.AllowEmptyAuthorities, systemNamespace: c.SystemNamespace}
+	v.spec(spec)
+	if len(v.errs) > 0 {
+		return nil, &InvalidPolicyError{Policy: cip.Name, Reason: v1beta1.ReasonInvalid,
+			Field: v.errs.merged()[0].Paths[0], Message: v.errs.Error()}
+	}
+	m, err := buildMatcher(spec)
+	if err != nil { // validation has checked globs and selectors
+		return nil, &InvalidPolicyError{Policy: cip.Name, Reason: v1beta1.ReasonInvalid, Field: "spec", Message: err.Error()}
+	}
+	p := &CompiledPolicy{
+		Name:       cip.Name,
+		Generation: cip.Generation,
+		Mode:       spec.Mode,
+		Warnings:   v.warnings.lines(),
+		matcher:    m,
+		cache:      newResultCache(resultCacheSize),
+	}
+	for _, a := range spec.Authorities {
+		p.authorities = append(p.authorities, authority{name: a.Name, static: a.Static})
+	}
+	if err := c.compileAttestationPolicies(cip.Name, spec); err != nil {
+		return nil, err
+	}
+	if pol := spec.Policy; pol != nil {
+		p.includeSpec = isTrue(pol.IncludeSpec)
+		p.includeMeta = isTrue(pol.IncludeObjectMeta)
+		p.includeType = isTrue(pol.IncludeTypeMeta)
+		if p.body, err = c.compileBody(cip.Name, "spec.policy", pol); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// compileAttestationPolicies compiles inline attestation policies so that a
+// syntax error is reported now; Vigil cannot verify attestations yet, so the
+// compiled bodies are not kept.
+func (c Compiler) compileAttestationPolicies(cipName string, spec *v1beta1.ClusterImagePolicySpec) error {
+	for i, a := range spec.Authorities {
+		for _, att := range a.Attestations {
+			if att.Policy == nil || att.Policy.Data == "" {
+				continue
+			}
+			field := child(child(index("spec.authorities", i), "attestations"), "policy")
+			if _, err := compileInline(cipName, field, att.Policy.Type, att.Policy.Data); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c Compiler) compileBody(cipName, field string, pol *v1beta1.Policy) (evaluator, error) {
+	data := pol.Data
+	if data == "" {
+		source, sourceField := "configMapRef", child(field, "configMapRef")
+		if pol.Remote != nil {
+			source, sourceField = "remote", child(field, "remote")
+		}
+		if c.Resolver == nil {
+			return nil, &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
+				Message: fmt.Sprintf("%s: policy body from %s is not available offline", sourceField, source)}
+		}
+		body, err := c.Resolver.ResolvePolicyBody(cipName, pol)
+		if err == nil && pol.Remote != nil {
+			err = checkSHA256(body, pol.Remote.Sha256sum)
+		}
+		if err != nil {
+			return nil, &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
+				Message: fmt.Sprintf("%s: %v", sourceField, err)}
+		}
+		data = body
+	}
+	return compileInline(cipName, field, pol.Type, data)
+}
+
+func checkSHA256(body, want string) error {
+	sum := sha256.Sum256([]byte(body))
+	if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, want) {
+		return fmt.Errorf("failed to check sha256sum from policy remote: %s got %s", want, got)
+	}
+	return nil
+}
+
+// compileInline compiles a CUE or Rego body; errors name field+".data" and
+// carry the compiler's positions.
+func compileInline(cipName, field, typ, data string) (evaluator, error) {
+	var (
+		ev  evaluator
+		err error
+	)
+	switch typ {
+	case v1beta1.PolicyTypeCUE:
+		ev, err = compileCUE(data)
+	case v1beta1.PolicyTypeRego:
+		ev, err = compileRego(data)
+	default: // validation rejects other types
+		err = fmt.Errorf("unsupported policy type %q", typ)
+	}
+	if err != nil {
+		dataField := child(field, "data")
+		return nil, &InvalidPolicyError{Policy: cipName, Reason: v1beta1.ReasonCompileError, Field: dataField,
+			Message: fmt.Sprintf("%s: failed to compile the %s policy: %v", dataField, typ, err)}
+	}
+	return ev, nil
+}
+
+func setDefaults(spec *v1beta1.ClusterImagePolicySpec) {
+	if spec.Mode == "" {
+		spec.Mode = v1beta1.ModeEnforce
+	}
+	for i := range spec.Authorities {
+		a := &spec.Authorities[i]
+		if a.Name == "" {
+			a.Name = fmt.Sprintf("authority-%d", i)
+		}
+		if a.Keyless != nil && a.Keyless.URL == "" && a.Keyless.CACert == nil {
+			a.Keyless.URL = "https://fulcio.sigstore.dev"
+		}
+	}
+}
+
+func buildMatcher(spec *v1beta1.ClusterImagePolicySpec) (matcher, error) {
+	var m matcher
+	var errs []error
+	for _, img := range spec.Images {
+		re, err := compileGlob(img.Glob)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("glob %q: %w", img.Glob, err))
+			continue
+		}
+		m.globs = append(m.globs, re)
+	}
+	for _, mr := range spec.Match {
+		rm := resourceMatch{group: mr.Group, version: mr.Version, resource: mr.Resource}
+		if mr.ResourceSelector != nil {
+			sel, err := metav1.LabelSelectorAsSelector(mr.ResourceSelector)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("selector: %w", err))
+				continue
+			}
+			rm.selector = sel
+		}
+		m.match = append(m.match, rm)
+	}
+	return m, errors.Join(errs...)
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// BrokenPolicy is a ClusterImagePolicy that failed to compile. A Set keeps it
+// so that objects it would match get an `error` result rather than a silent pass.
+type BrokenPolicy struct {
+	Name       string
+	Generation int64
+	Mode       string
+	Err        error
+
+	matcher matcher
+}
+
+// NewBrokenPolicy records cip as unusable because of err. It keeps whatever
+// can be salvaged of the policy's globs and match rules; if the globs cannot
+// be compiled it applies to every image.
+func NewBrokenPolicy(cip *v1beta1.ClusterImagePolicy, err error) *BrokenPolicy {
+	mode := cip.Spec.Mode
+	if mode != v1beta1.ModeWarn {
+		mode = v1beta1.ModeEnforce
+	}
+	b := &BrokenPolicy{Name: cip.Name, Generation: cip.Generation, Mode: mode, Err: err}
+	m, mErr := buildMatcher(&cip.Spec)
+	if mErr != nil || len(m.globs) == 0 {
+		m.all = true
+	}
+	b.matcher = m
+	return b
+}

@@ -1,0 +1,134 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+)
+
+func TestCompileErrors(t *testing.T) {
+	tests := []struct {
+		name, typ, src string
+		contains       []string
+	}{
+		{"cue syntax", "cue", "spec: {\n  hostNetwork: \"x\n}", []string{"string literal not terminated (line 2, column 16)"}},
+		{"cue undefined reference", "cue", "spec: hostNetwork: #Missing", []string{"reference \"#Missing\" not found (line 1, column 20)"}},
+		{"cue conflicts with itself", "cue", "spec: hostNetwork: true & false", []string{"conflicting values"}},
+		{"rego syntax", "rego", "package sigstore\nisCompliant {", []string{"sigstore.rego:2", "rego_parse_error"}},
+		{"rego v1 syntax is not v0", "rego", "package sigstore\nisCompliant if { true }", []string{"sigstore.rego:2"}},
+		{"rego package", "rego", "package other\nisCompliant = true", []string{"sigstore.rego:1: the package must be sigstore, not other"}},
+		{"rego http.send", "rego", "package sigstore\nisCompliant { http.send({\"method\": \"get\", \"url\": \"https://example.com\"}) }", []string{"http.send"}},
+		{"rego time.now_ns", "rego", "package sigstore\nisCompliant { time.now_ns() > 0 }", []string{"time.now_ns"}},
+		{"rego opa.runtime", "rego", "package sigstore\nisCompliant { opa.runtime() }", []string{"opa.runtime"}},
+		{"rego net.lookup_ip_addr", "rego", "package sigstore\nisCompliant { net.lookup_ip_addr(\"example.com\") }", []string{"net.lookup_ip_addr"}},
+		{"rego rand.intn", "rego", "package sigstore\nisCompliant { rand.intn(\"x\", 2) == 0 }", []string{"rand.intn"}},
+		{"rego uuid.rfc4122", "rego", "package sigstore\nisCompliant { uuid.rfc4122(\"x\") }", []string{"uuid.rfc4122"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Compile(newCIP("p", withBody(tc.typ, tc.src)))
+			var ipe *InvalidPolicyError
+			if !errors.As(err, &ipe) {
+				t.Fatalf("err = %v, want *InvalidPolicyError", err)
+			}
+			if ipe.Reason != v1beta1.ReasonCompileError || ipe.Field != "spec.policy.data" {
+				t.Errorf("Reason, Field = %q, %q", ipe.Reason, ipe.Field)
+			}
+			msg := ipe.Error()
+			if want := "spec.policy.data: failed to compile the " + tc.typ + " policy: "; !strings.HasPrefix(msg, want) {
+				t.Errorf("message %q does not start with %q", msg, want)
+			}
+			for _, c := range tc.contains {
+				if !strings.Contains(msg, c) {
+					t.Errorf("message %q does not contain %q", msg, c)
+				}
+			}
+		})
+	}
+}
+
+func TestCompileKeepsPureBuiltins(t *testing.T) {
+	src := "package sigstore\nisCompliant { net.cidr_contains(\"10.0.0.0/8\", \"10.1.2.3\"); regex.match(\"^c\", input.spec.containers[0].name) }"
+	d := decide(t, obj(t, podYAML("nginx")), Options{}, newCIP("p", withRego(src)))
+	if d.Results[0].Result != ResultPass {
+		t.Errorf("result = %+v", d.Results[0])
+	}
+}
+
+func TestCompileAttestationPolicy(t *testing.T) {
+	cip := newCIP("p", withAuthorities(v1beta1.Authority{
+		Key:          &v1beta1.KeyRef{KMS: "gcpkms://k"},
+		Attestations: []v1beta1.Attestation{{Name: "a", PredicateType: "https://x", Policy: &v1beta1.Policy{Type: "cue", Data: "a: \"x"}}},
+	}))
+	_, err := Compile(cip)
+	var ipe *InvalidPolicyError
+	if !errors.As(err, &ipe) || ipe.Field != "spec.authorities[0].attestations.policy.data" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+type fakeResolver map[string]string
+
+func (f fakeResolver) ResolvePolicyBody(cip string, p *v1beta1.Policy) (string, error) {
+	if body, ok := f[cip]; ok {
+		return body, nil
+	}
+	return "", fmt.Errorf("configmap %q contains no data", p.ConfigMapRef.Name)
+}
+
+func TestPolicyBodyResolver(t *testing.T) {
+	const body = `spec: hostNetwork: false`
+	sum := sha256.Sum256([]byte(body))
+	yes := true
+	fromConfigMap := func(s *v1beta1.ClusterImagePolicySpec) {
+		s.Policy = &v1beta1.Policy{Type: "cue", IncludeSpec: &yes, ConfigMapRef: &v1beta1.ConfigMapReference{Name: "cm", Key: "k"}}
+	}
+	fromRemote := func(sum string) func(s *v1beta1.ClusterImagePolicySpec) {
+		return func(s *v1beta1.ClusterImagePolicySpec) {
+			s.Policy = &v1beta1.Policy{Type: "cue", IncludeSpec: &yes, Remote: &v1beta1.RemotePolicy{URL: "https://example.com/p.cue", Sha256sum: sum}}
+		}
+	}
+	tests := []struct {
+		name     string
+		compiler Compiler
+		cip      *v1beta1.ClusterImagePolicy
+		err      string
+	}{
+		{"offline configMapRef", Compiler{}, newCIP("p", fromConfigMap),
+			"spec.policy.configMapRef: policy body from configMapRef is not available offline"},
+		{"offline remote", Compiler{}, newCIP("p", fromRemote(hex.EncodeToString(sum[:]))),
+			"spec.policy.remote: policy body from remote is not available offline"},
+		{"resolved configMapRef", Compiler{Resolver: fakeResolver{"p": body}}, newCIP("p", fromConfigMap), ""},
+		{"resolver error", Compiler{Resolver: fakeResolver{}}, newCIP("p", fromConfigMap), `spec.policy.configMapRef: configmap "cm" contains no data`},
+		{"remote checked", Compiler{Resolver: fakeResolver{"p": body}}, newCIP("p", fromRemote(hex.EncodeToString(sum[:]))), ""},
+		{"remote sha256 mismatch", Compiler{Resolver: fakeResolver{"p": body}}, newCIP("p", fromRemote(strings.Repeat("0", 64))),
+			"failed to check sha256sum from policy remote: " + strings.Repeat("0", 64) + " got " + hex.EncodeToString(sum[:])},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := tc.compiler.Compile(tc.cip)
+			if tc.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := NewSet([]*CompiledPolicy{p}, nil).Decide(t.Context(), obj(t, podYAML("nginx")+"  hostNetwork: true\n"), Options{})
+				if d.Results[0].Result != ResultFail {
+					t.Errorf("resolved policy was not applied: %+v", d.Results[0])
+				}
+				return
+			}
+			var ipe *InvalidPolicyError
+			if !errors.As(err, &ipe) || ipe.Reason != ReasonBodyUnavailable {
+				t.Fatalf("err = %#v, want ReasonBodyUnavailable", err)
+			}
+			if !strings.Contains(ipe.Error(), tc.err) {
+				t.Errorf("message %q does not contain %q", ipe.Error(), tc.err)
+			}
+		})
+	}
+}

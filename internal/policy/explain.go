@@ -1,0 +1,329 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	cueerrors "cuelang.org/go/cue/errors"
+)
+
+// finding is one reason a policy failed, in words.
+type finding struct {
+	// where names the container or volume, e.g. `container "app" (docker.io/ubuntu)`;
+	// empty means the object itself.
+	where string
+	// phrase completes the sentence after where: " adds capability NET_ADMIN"
+	// or ": securityContext.foo is \"bar\""; for custom findings it is the
+	// policy author's own message.
+	phrase string
+	custom bool
+}
+
+// sentence renders a finding for policy policyName; subject names the object.
+func (f finding) sentence(subject, policyName string) string {
+	who := f.where
+	if who == "" {
+		who = subject
+	}
+	if f.custom {
+		return fmt.Sprintf("%s fails %s: %s", who, policyName, f.phrase)
+	}
+	return fmt.Sprintf("%s%s, which %s does not allow", who, f.phrase, policyName)
+}
+
+// maxFindings bounds an explanation; the message has the full detail.
+const maxFindings = 3
+
+func explainFindings(fs []finding, subject, policyName string) string {
+	var out []string
+	for _, f := range fs {
+		s := f.sentence(subject, policyName)
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if len(out) > maxFindings {
+		more := len(out) - maxFindings
+		out = append(out[:maxFindings], fmt.Sprintf("and %d more", more))
+	}
+	return strings.Join(out, "; ")
+}
+
+var containerNouns = map[string]string{
+	"containers":          "container",
+	"initContainers":      "init container",
+	"ephemeralContainers": "ephemeral container",
+}
+
+// cueFindings explains CUE validation errors: each error path is located in
+// the input (which container or volume, which field) and the offending
+// value is read from the input document.
+func cueFindings(err error, in evalInput) []finding {
+	var out []finding
+	seen := map[string]bool{}
+	for _, e := range cueerrors.Errors(err) {
+		path := unquotePath(e.Path())
+		key := strings.Join(path, "\x00")
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, cueFinding(e, path, in))
+	}
+	return out
+}
+
+// unquotePath turns CUE's quoted labels ("authority-0") into plain keys.
+func unquotePath(path []string) []string {
+	out := make([]string, len(path))
+	for i, p := range path {
+		if s, err := strconv.Unquote(p); err == nil && strings.HasPrefix(p, `"`) {
+			p = s
+		}
+		out[i] = p
+	}
+	return out
+}
+
+func cueFinding(e cueerrors.Error, path []string, in evalInput) finding {
+	var f finding
+	field := path
+	podLevel := false
+	if rel, ok := cutPrefix(path, in.podSpec); ok {
+		field, podLevel = rel, true
+		if len(rel) >= 2 && isIndex(rel[1]) {
+			item, _ := lookup(in.doc, path[:len(in.podSpec)+2]...)
+			itemName := stringAt(item, "name")
+			if noun, ok := containerNouns[rel[0]]; ok {
+				f.where = fmt.Sprintf("%s %q (%s)", noun, itemName, stringAt(item, "image"))
+				field = rel[2:]
+			} else if rel[0] == "volumes" {
+				f.where = fmt.Sprintf("volume %q", itemName)
+				field = rel[2:]
+			}
+		}
+	}
+	value, found := lookup(in.doc, path...)
+
+	// The custom-message idiom: `if cond { name: "message" }` conflicts with
+	// the container's real name; the message is the other value.
+	if f.where != "" && slices.Equal(field, []string{"name"}) {
+		if msg, ok := conflictingOther(e, value); ok {
+			f.phrase, f.custom = msg, true
+			return f
+		}
+	}
+	if phrase, ok := wellKnownPhrase(field, value, found, f.where != "", podLevel); ok {
+		f.phrase = " " + phrase
+		return f
+	}
+	fieldName := strings.Join(field, ".")
+	switch {
+	case len(field) == 0:
+		f.phrase, f.custom = cueMessage(e), true
+	case !found:
+		f.phrase, f.custom = fieldName+": "+cueMessage(e), true
+	case isScalar(value):
+		f.phrase = fmt.Sprintf(": %s is %s", fieldName, jsonText(value))
+	default:
+		f.phrase = fmt.Sprintf(": %s is set", fieldName)
+	}
+	return f
+}
+
+// cueMessage is the error text without its path.
+func cueMessage(e cueerrors.Error) string {
+	format, args := e.Msg()
+	return strings.TrimSuffix(fmt.Sprintf(format, args...), ":")
+}
+
+// conflictingOther returns, for a "conflicting values A and B" error, the
+// string that is not actual.
+func conflictingOther(e cueerrors.Error, actual any) (string, bool) {
+	format, args := e.Msg()
+	if !strings.HasPrefix(format, "conflicting values") || len(args) != 2 {
+		return "", false
+	}
+	actualText, _ := actual.(string)
+	for _, a := range args {
+		s, err := strconv.Unquote(fmt.Sprint(a))
+		if err == nil && s != actualText {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// phraseFunc words a well-known field given its value.
+type phraseFunc func(v any) (string, bool)
+
+func always(format string) phraseFunc {
+	return func(v any) (string, bool) {
+		if strings.Contains(format, "%") {
+			return fmt.Sprintf(format, plainText(v)), true
+		}
+		return format, true
+	}
+}
+
+func whenTrue(phrase string) phraseFunc {
+	return func(v any) (string, bool) {
+		if b, ok := v.(bool); ok && b {
+			return phrase, true
+		}
+		return "", false
+	}
+}
+
+// securityContextPhrases hold for pod and container security contexts.
+var securityContextPhrases = map[string]phraseFunc{
+	"securityContext.runAsUser":                       always("runs as user %s"),
+	"securityContext.runAsGroup":                      always("runs as group %s"),
+	"securityContext.runAsNonRoot":                    always("sets runAsNonRoot to %s"),
+	"securityContext.seccompProfile.type":             always("uses seccomp profile %s"),
+	"securityContext.appArmorProfile.type":            always("uses AppArmor profile %s"),
+	"securityContext.seLinuxOptions.type":             always("sets SELinux type %s"),
+	"securityContext.seLinuxOptions.user":             always("sets SELinux user %s"),
+	"securityContext.seLinuxOptions.role":             always("sets SELinux role %s"),
+	"securityContext.seLinuxOptions.level":            always("sets SELinux level %s"),
+	"securityContext.windowsOptions.hostProcess":      whenTrue("runs as a Windows HostProcess container"),
+	"securityContext.capabilities.add.*":              always("adds capability %s"),
+	"securityContext.capabilities.add":                always("adds capabilities %s"),
+	"securityContext.privileged":                      whenTrue("runs privileged"),
+	"securityContext.allowPrivilegeEscalation":        whenTrue("allows privilege escalation"),
+	"securityContext.procMount":                       always("uses procMount %s"),
+	"securityContext.readOnlyRootFilesystem":          always("sets readOnlyRootFilesystem to %s"),
+	"securityContext.windowsOptions.runAsUserName":    always("runs as Windows user %s"),
+	"securityContext.seccompProfile.localhostProfile": always("uses seccomp profile %s"),
+}
+
+// containerPhrases are relative to a container.
+var containerPhrases = map[string]phraseFunc{
+	"ports.*.hostPort": always("uses host port %s"),
+	"ports.*.hostIP":   always("binds host IP %s"),
+}
+
+// podPhrases are relative to the pod spec.
+var podPhrases = map[string]phraseFunc{
+	"hostNetwork":                    whenTrue("uses the host network"),
+	"hostPID":                        whenTrue("shares the host PID namespace"),
+	"hostIPC":                        whenTrue("shares the host IPC namespace"),
+	"hostUsers":                      always("sets hostUsers to %s"),
+	"securityContext.sysctls.*.name": always("sets sysctl %s"),
+	"securityContext.sysctls.*":      sysctlPhrase,
+}
+
+// volumePhrases are relative to a volume.
+var volumePhrases = map[string]phraseFunc{
+	"hostPath":      hostPathPhrase,
+	"hostPath.path": always("mounts host path %s"),
+	"hostPath.type": always("mounts a host path of type %s"),
+}
+
+func sysctlPhrase(v any) (string, bool) {
+	if n := stringAt(v, "name"); n != "" {
+		return "sets sysctl " + n, true
+	}
+	return "", false
+}
+
+func hostPathPhrase(v any) (string, bool) {
+	if p := stringAt(v, "path"); p != "" {
+		return "mounts host path " + p, true
+	}
+	return "is a hostPath volume", true
+}
+
+// wellKnownPhrase words the pod-security fields people know by name.
+func wellKnownPhrase(field []string, value any, found, inItem, podLevel bool) (string, bool) {
+	if !found || !podLevel {
+		return "", false
+	}
+	pattern := make([]string, len(field))
+	for i, s := range field {
+		if isIndex(s) {
+			s = "*"
+		}
+		pattern[i] = s
+	}
+	key := strings.Join(pattern, ".")
+	var fn phraseFunc
+	if inItem {
+		fn = containerPhrases[key]
+		if fn == nil {
+			fn = volumePhrases[key]
+		}
+	} else {
+		fn = podPhrases[key]
+	}
+	if fn == nil {
+		fn = securityContextPhrases[key]
+	}
+	if fn == nil {
+		return "", false
+	}
+	return fn(value)
+}
+
+func cutPrefix(path, prefix []string) ([]string, bool) {
+	if len(path) < len(prefix) || !slices.Equal(path[:len(prefix)], prefix) {
+		return nil, false
+	}
+	return path[len(prefix):], true
+}
+
+func isIndex(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil
+}
+
+func stringAt(v any, key string) string {
+	s, _ := lookupString(v, key)
+	return s
+}
+
+func lookupString(v any, key string) (string, bool) {
+	x, ok := lookup(v, key)
+	if !ok {
+		return "", false
+	}
+	s, ok := x.(string)
+	return s, ok
+}
+
+func isScalar(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		return false
+	}
+	return true
+}
+
+// plainText renders a value for a sentence: strings unquoted, lists comma-joined.
+func plainText(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case []any:
+		parts := make([]string, len(t))
+		for i, x := range t {
+			parts[i] = plainText(x)
+		}
+		return strings.Join(parts, ", ")
+	case map[string]any:
+		return jsonText(t)
+	default:
+		return fmt.Sprint(t)
+	}
+}
+
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}

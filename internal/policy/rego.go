@@ -1,0 +1,140 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+const (
+	regoModule = "sigstore.rego"
+	regoQuery  = "isCompliant = data.sigstore.isCompliant"
+	regoPrefix = "failed evaluating rego policy for type ClusterImagePolicy: "
+)
+
+// disabledBuiltins are removed from Rego on top of every non-deterministic
+// built-in (http.send, net.lookup_ip_addr, time.now_ns, opa.runtime,
+// rand.intn, uuid.rfc4122, ...): a decision must be a pure function of the
+// policy and the object, so that the webhook and the reports agree and
+// results can be cached. io.jwt.decode_verify reads the clock.
+var disabledBuiltins = []string{"io.jwt.decode_verify"}
+
+// regoCapabilities is this OPA's capabilities less the disabled built-ins,
+// with no network access.
+var regoCapabilities = func() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion(ast.CapabilitiesRegoVersion(ast.RegoV0))
+	c.Builtins = slices.DeleteFunc(c.Builtins, func(b *ast.Builtin) bool {
+		return b.Nondeterministic || slices.Contains(disabledBuiltins, b.Name)
+	})
+	c.AllowNet = []string{}
+	return c
+}()
+
+// regoEvaluator evaluates a Rego v0 policy in package sigstore, as cosign's
+// ValidateJSONWithModuleInput does. A prepared query is safe for concurrent use.
+type regoEvaluator struct {
+	query rego.PreparedEvalQuery
+}
+
+func compileRego(src string) (*regoEvaluator, error) {
+	mod, err := ast.ParseModuleWithOpts(regoModule, src, ast.ParserOptions{RegoVersion: ast.RegoV0})
+	if err != nil {
+		return nil, err
+	}
+	if got := mod.Package.Path.String(); got != "data.sigstore" {
+		return nil, fmt.Errorf("%s:%d: the package must be sigstore, not %s",
+			regoModule, mod.Package.Location.Row, strings.TrimPrefix(got, "data."))
+	}
+	q, err := rego.New(
+		rego.Query(regoQuery),
+		rego.ParsedModule(mod),
+		rego.SetRegoVersion(ast.RegoV0),
+		rego.Capabilities(regoCapabilities),
+		rego.StrictBuiltinErrors(false),
+	).PrepareForEval(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return &regoEvaluator{query: q}, nil
+}
+
+// regoOutcome is one element of the custom-message result form.
+type regoOutcome struct {
+	Result  bool   `json:"result"`
+	Error   string `json:"error"`
+	Warning string `json:"warning"`
+}
+
+func (e *regoEvaluator) evaluate(ctx context.Context, in evalInput) bodyResult {
+	input, err := ast.ValueFromReader(bytes.NewReader(in.json))
+	if err != nil {
+		return bodyResult{err: errors.New(regoPrefix + err.Error()), errored: true}
+	}
+	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return bodyResult{err: errors.New(regoPrefix + err.Error()), errored: true}
+	}
+	notCompliant := fmt.Sprintf("policy is not compliant for query '%s'", regoQuery)
+	if len(rs) == 0 {
+		return regoFailure(notCompliant, "")
+	}
+	switch v := rs[0].Bindings["isCompliant"].(type) {
+	case bool:
+		if v {
+			return bodyResult{}
+		}
+		return regoFailure(notCompliant, "")
+	case []any: // a set or an array of {result, error, warning}
+		return regoOutcomes(v, notCompliant)
+	default:
+		return regoFailure(notCompliant, "")
+	}
+}
+
+func regoOutcomes(v []any, notCompliant string) bodyResult {
+	if len(v) == 0 {
+		return regoFailure(fmt.Sprintf("policy is not compliant for query %q", regoQuery), "")
+	}
+	var errs, warnings []string
+	for _, item := range v {
+		raw, err := json.Marshal(item)
+		var o regoOutcome
+		if err == nil {
+			err = json.Unmarshal(raw, &o)
+		}
+		if err != nil {
+			return bodyResult{err: fmt.Errorf(regoPrefix+"unexpected isCompliant element %s: %v", raw, err), errored: true}
+		}
+		switch {
+		case !o.Result:
+			errs = append(errs, o.Error)
+		case o.Warning != "":
+			warnings = append(warnings, o.Warning)
+		}
+	}
+	if len(errs) > 0 {
+		text := strings.Join(errs, ", ")
+		return regoFailure(notCompliant+" with errors: "+text, text)
+	}
+	if len(warnings) > 0 {
+		// policy-controller fails a policy on a warning, at the policy's mode.
+		text := strings.Join(warnings, ", ")
+		return regoFailure("warning: "+text, text)
+	}
+	return bodyResult{}
+}
+
+func regoFailure(msg, custom string) bodyResult {
+	r := bodyResult{err: errors.New(regoPrefix + msg)}
+	if custom = strings.TrimSpace(custom); custom != "" {
+		r.findings = []finding{{phrase: custom, custom: true}}
+	}
+	return r
+}
