@@ -1,14 +1,73 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/vigil-dev/vigil/internal/manager"
+	"github.com/vigil-dev/vigil/internal/policy"
+)
 
 func newControllerCommand() *cobra.Command {
-	return &cobra.Command{
+	var (
+		opts        manager.Options
+		noMatch     string
+		serviceName string
+		zapOpts     zap.Options
+	)
+	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the in-cluster manager: webhook, reconcilers, metrics, probes, leader election",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return notBuiltYet("vigil controller")
+		Long: `Run Vigil in a cluster: the validating webhook (on every replica), the
+reconcilers that keep PolicyReports current (on the leader), metrics over HTTPS
+behind Kubernetes authentication and authorization, and health probes.
+The webhook's certificate is generated and rotated by cert-controller in the
+Secret --cert-secret of --namespace, and its CA injected into the webhook
+configuration --webhook-config-name.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := policy.ParseNoMatchPolicy(noMatch)
+			if err != nil {
+				return &exitError{code: exitBadInput, err: fmt.Errorf("--no-match-policy: %w", err)}
+			}
+			opts.NoMatchPolicy = p
+			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			cfg, err := ctrl.GetConfig()
+			if err != nil {
+				return fmt.Errorf("kubeconfig: %w", err)
+			}
+			m, err := manager.New(cfg, opts)
+			if err != nil {
+				return err
+			}
+			return m.Start(ctrl.SetupSignalHandler())
 		},
 	}
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = manager.DefaultNamespace
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Namespace, "namespace", ns, "Vigil's own namespace (its Lease, certificate Secret and config-policy-controller ConfigMap); defaults to $POD_NAMESPACE")
+	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8443", "address of the metrics endpoint; 0 disables it")
+	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
+	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader so that only one replica writes reports")
+	f.StringVar(&opts.LeaderElectionID, "leader-election-id", manager.DefaultLeaderElectionID, "name of the leader-election Lease")
+	f.IntVar(&opts.WebhookPort, "webhook-port", 9443, "port of the webhook server; -1 disables the webhook (for example beside policy-controller)")
+	f.StringVar(&opts.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory the webhook certificate is written to")
+	f.StringVar(&opts.CertSecretName, "cert-secret", manager.DefaultCertSecretName, "Secret holding the webhook CA and certificate")
+	f.StringVar(&serviceName, "webhook-service", manager.DefaultServiceName, "Service in front of the webhook; the certificate is valid for its DNS name")
+	f.StringVar(&opts.WebhookConfigName, "webhook-config-name", manager.DefaultWebhookConfigName, "ValidatingWebhookConfiguration whose caBundle is kept current")
+	f.StringVar(&noMatch, "no-match-policy", string(policy.NoMatchDeny), "deny, warn or allow images no policy covers, unless the config-policy-controller ConfigMap says otherwise")
+	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
+	zapOpts.BindFlags(logFlags)
+	f.AddGoFlagSet(logFlags)
+	return cmd
 }

@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -24,6 +27,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/vigil-dev/vigil/apis"
+	"github.com/vigil-dev/vigil/internal/admission"
+	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/policystore"
 )
 
 // Defaults shared by the flags of `vigil controller` and `vigil dev`.
@@ -65,6 +71,14 @@ type Options struct {
 	// WebhookConfigName is the ValidatingWebhookConfiguration whose caBundle
 	// cert-controller keeps current.
 	WebhookConfigName string
+
+	// CopyCertFromSecret writes the certificate Secret into CertDir, for a
+	// process that has no kubelet to mount it (`vigil dev`).
+	CopyCertFromSecret bool
+
+	// NoMatchPolicy applies while the config-policy-controller ConfigMap
+	// does not set no-match-policy.
+	NoMatchPolicy policy.NoMatchPolicy
 }
 
 // Manager is a controller-runtime manager plus the webhook server that starts
@@ -75,6 +89,10 @@ type Manager struct {
 	// CertsReady is closed when the serving certificate is on disk and the
 	// caBundle is injected.
 	CertsReady chan struct{}
+	// Policies are the compiled ClusterImagePolicies, kept current on every replica.
+	Policies *policystore.Store
+	// Config follows the config-policy-controller ConfigMap.
+	Config *admission.Config
 }
 
 // New builds the manager. Register webhook handlers on m.Webhook and
@@ -96,17 +114,47 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		LeaderElectionReleaseOnCancel: true,
 		// No WebhookServer here: ours starts only once its certificate exists.
 		WebhookServer: nil,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// The only ConfigMap Vigil reads is its own settings, and the only
+			// Secret its webhook certificate: never cluster-wide.
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+			&corev1.Secret{}:    {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+		}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	m := &Manager{Manager: mgr, CertsReady: make(chan struct{})}
+	m := &Manager{
+		Manager:    mgr,
+		CertsReady: make(chan struct{}),
+		Policies:   policystore.New(policy.Compiler{SystemNamespace: opts.Namespace}),
+		Config:     &admission.Config{Default: opts.NoMatchPolicy},
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(&policystore.Watcher{Store: m.Policies, Cache: mgr.GetCache()}); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("policies", func(*http.Request) error {
+		select {
+		case <-m.Policies.Synced():
+			return nil
+		default:
+			return errors.New("ClusterImagePolicies not loaded yet")
+		}
+	}); err != nil {
 		return nil, err
 	}
 	if opts.WebhookPort < 0 {
 		close(m.CertsReady)
-		return m, mgr.AddReadyzCheck("ping", healthz.Ping)
+		return m, nil
+	}
+	if err := mgr.Add(&admission.ConfigWatcher{
+		Config: m.Config, Cache: mgr.GetCache(), Namespace: opts.Namespace,
+		Log: mgr.GetLogger().WithName("config"),
+	}); err != nil {
+		return nil, err
 	}
 
 	if err := os.MkdirAll(opts.CertDir, 0o700); err != nil {
@@ -128,6 +176,21 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		RequireLeaderElection: false,
 	}); err != nil {
 		return nil, fmt.Errorf("add certificate rotator: %w", err)
+	}
+	m.Webhook.Register(admission.WorkloadPath, &webhook.Admission{
+		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Config},
+	})
+	m.Webhook.Register(admission.PolicyPath, &webhook.Admission{
+		Handler: &admission.PolicyValidator{Compiler: policy.Compiler{SystemNamespace: opts.Namespace}},
+	})
+	if opts.CopyCertFromSecret {
+		if err := mgr.Add(&secretFiles{
+			reader: mgr.GetAPIReader(),
+			secret: types.NamespacedName{Namespace: opts.Namespace, Name: opts.CertSecretName},
+			dir:    opts.CertDir,
+		}); err != nil {
+			return nil, err
+		}
 	}
 	started := &atomic.Bool{}
 	if err := mgr.Add(&delayedWebhook{server: m.Webhook, ready: m.CertsReady, started: started}); err != nil {

@@ -1,0 +1,49 @@
+package admission
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/policy"
+)
+
+// PolicyValidator rejects a ClusterImagePolicy whose fields break
+// policy-controller's validation rules or whose CUE or Rego does not compile,
+// so a broken policy is refused when it is written, not found at the first pod.
+type PolicyValidator struct {
+	Compiler policy.Compiler
+}
+
+// Handle implements admission.Handler.
+func (v *PolicyValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("")
+	}
+	var cip v1beta1.ClusterImagePolicy // v1alpha1 has the same schema
+	dec := json.NewDecoder(bytes.NewReader(req.Object.Raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cip); err != nil {
+		return badRequest(fmt.Errorf("ClusterImagePolicy %q: %w", req.Name, err))
+	}
+	compiled, err := v.Compiler.Compile(&cip)
+	var invalid *policy.InvalidPolicyError
+	switch {
+	case err == nil:
+		resp := admission.Allowed("")
+		resp.Warnings = compiled.Warnings
+		return resp
+	case errors.As(err, &invalid) && invalid.Reason == policy.ReasonBodyUnavailable:
+		// A configMapRef or remote body is fetched by the controller; its
+		// problems show as Ready=False on the policy.
+		return admission.Allowed("")
+	default:
+		return badRequest(fmt.Errorf("validation failed: %w", err))
+	}
+}

@@ -1,0 +1,141 @@
+// Package admission holds Vigil's validating webhooks: pods and pod-owning
+// workloads are judged by the same decision function as the reconcilers,
+// and ClusterImagePolicies are checked before they are stored.
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/vigil-dev/vigil/internal/metrics"
+	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/policystore"
+)
+
+// Webhook paths, as policy-controller names them.
+const (
+	WorkloadPath = "/validations"
+	PolicyPath   = "/validating"
+)
+
+// syncWait bounds how long a request waits for the policies at start-up.
+const syncWait = 5 * time.Second
+
+// NoMatchSource tells the current no-match-policy.
+type NoMatchSource interface {
+	NoMatchPolicy() policy.NoMatchPolicy
+}
+
+// WorkloadValidator judges pods and pod-owning workloads at CREATE and UPDATE.
+type WorkloadValidator struct {
+	Policies *policystore.Store
+	NoMatch  NoMatchSource
+}
+
+// Handle implements admission.Handler.
+func (v *WorkloadValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	kind := req.Kind.Kind
+	resp := v.handle(ctx, req)
+	decision := metrics.DecisionAllowed
+	switch {
+	case !resp.Allowed:
+		decision = metrics.DecisionDenied
+	case len(resp.Warnings) > 0:
+		decision = metrics.DecisionWarned
+	}
+	metrics.AdmissionRequests.WithLabelValues(kind, string(req.Operation), decision).Inc()
+	metrics.AdmissionDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	return resp
+}
+
+func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) admission.Response {
+	if skip, why := skipRequest(req); skip {
+		return admission.Allowed(why)
+	}
+	obj, err := policy.DecodeObject(req.Object.Raw)
+	if err != nil {
+		return badRequest(fmt.Errorf("%s %s: %w", req.Kind.Kind, objectName(req), err))
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, syncWait)
+	defer cancel()
+	if err := v.Policies.WaitSynced(waitCtx); err != nil {
+		return admission.Errored(http.StatusServiceUnavailable, err)
+	}
+	d := v.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: v.NoMatch.NoMatchPolicy()})
+	metrics.LastEvaluation.SetToCurrentTime()
+	for _, r := range d.Results {
+		metrics.Evaluations.WithLabelValues(metrics.TriggerAdmission, r.Result).Inc()
+	}
+	if !d.Allowed {
+		resp := badRequest(fmt.Errorf("%s", d.DenialReason()))
+		resp.Warnings = d.Warnings
+		return resp
+	}
+	resp := admission.Allowed("")
+	resp.Warnings = d.Warnings
+	return resp
+}
+
+// skipRequest tells the requests policy-controller lets through unjudged:
+// deletions, objects being deleted, and scale-downs of scalable workloads
+// (which must never be blocked by a policy).
+func skipRequest(req admission.Request) (bool, string) {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return true, "only CREATE and UPDATE are judged"
+	}
+	if req.SubResource != "" && req.SubResource != "ephemeralcontainers" {
+		return true, "subresource " + req.SubResource + " is not judged"
+	}
+	var meta struct {
+		Metadata struct {
+			DeletionTimestamp *metav1.Time `json:"deletionTimestamp"`
+		} `json:"metadata"`
+		Spec struct {
+			Replicas *int32 `json:"replicas"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(req.Object.Raw, &meta); err != nil {
+		return false, "" // DecodeObject reports the problem
+	}
+	if meta.Metadata.DeletionTimestamp != nil {
+		return true, "the object is being deleted"
+	}
+	if req.Operation == admissionv1.Update && meta.Spec.Replicas != nil && len(req.OldObject.Raw) > 0 {
+		var old struct {
+			Spec struct {
+				Replicas *int32 `json:"replicas"`
+			} `json:"spec"`
+		}
+		if json.Unmarshal(req.OldObject.Raw, &old) == nil && old.Spec.Replicas != nil && *meta.Spec.Replicas < *old.Spec.Replicas {
+			return true, "scaling down is never blocked"
+		}
+	}
+	return false, ""
+}
+
+// badRequest denies with HTTP 400, as policy-controller does, so that kubectl
+// prints "Error from server (BadRequest)".
+func badRequest(err error) admission.Response {
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result: &metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusBadRequest,
+			Reason: metav1.StatusReasonBadRequest, Message: err.Error(),
+		},
+	}}
+}
+
+func objectName(req admission.Request) string {
+	if req.Namespace != "" {
+		return fmt.Sprintf("%q in namespace %q", req.Name, req.Namespace)
+	}
+	return fmt.Sprintf("%q", req.Name)
+}
