@@ -9,6 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/vigil-dev/vigil/controllers"
 	"github.com/vigil-dev/vigil/internal/manager"
 	"github.com/vigil-dev/vigil/internal/policy"
 )
@@ -19,6 +20,7 @@ func newControllerCommand() *cobra.Command {
 		noMatch     string
 		serviceName string
 		zapOpts     zap.Options
+		verify      = controllers.DefaultOptions()
 	)
 	cmd := &cobra.Command{
 		Use:   "controller",
@@ -46,7 +48,11 @@ configuration --webhook-config-name.`,
 			if err != nil {
 				return err
 			}
-			return m.Start(ctrl.SetupSignalHandler())
+			ctx := ctrl.SetupSignalHandler()
+			if err := controllers.Setup(ctx, m, opts.Namespace, verify); err != nil {
+				return &exitError{code: exitBadInput, err: err}
+			}
+			return m.Start(ctx)
 		},
 	}
 	ns := os.Getenv("POD_NAMESPACE")
@@ -66,6 +72,10 @@ configuration --webhook-config-name.`,
 	f.StringVar(&serviceName, "webhook-service", manager.DefaultServiceName, "Service in front of the webhook; the certificate is valid for its DNS name")
 	f.StringVar(&opts.WebhookConfigName, "webhook-config-name", manager.DefaultWebhookConfigName, "ValidatingWebhookConfiguration whose caBundle is kept current")
 	f.StringVar(&noMatch, "no-match-policy", string(policy.NoMatchDeny), "deny, warn or allow images no policy covers, unless the config-policy-controller ConfigMap says otherwise")
+	f.StringVar(&verify.NamespaceSelector, "namespace-selector", verify.NamespaceSelector, "label selector of the namespaces whose running pods are verified; empty: every namespace but kube-system and Vigil's own")
+	f.IntVar(&verify.Workers, "workers", verify.Workers, "pods judged at once by the verify path")
+	f.Float64Var(&verify.EventsPerSecond, "events-per-second", verify.EventsPerSecond, "sustained rate of PolicyViolation and PolicyCompliant events; bursts beyond it are dropped and counted")
+	f.IntVar(&verify.EventBurst, "event-burst", verify.EventBurst, "events emitted at once before --events-per-second applies")
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	zapOpts.BindFlags(logFlags)
 	f.AddGoFlagSet(logFlags)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-dev/vigil/apis"
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/controllers"
 	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/manager"
 	"github.com/vigil-dev/vigil/internal/policy"
@@ -82,6 +83,9 @@ func runDevManager(ctx context.Context, cfg *rest.Config, metricsAddr string, re
 		NoMatchPolicy:          policy.NoMatchDeny,
 	})
 	if err != nil {
+		return err
+	}
+	if err := controllers.Setup(ctx, m, ns, controllers.DefaultOptions()); err != nil {
 		return err
 	}
 	done := make(chan error, 1)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/vigil-dev/vigil/apis"
+	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
@@ -119,7 +121,14 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 			// Secret its webhook certificate: never cluster-wide.
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 			&corev1.Secret{}:    {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
-		}},
+			// Only Vigil's own reports.
+			&reportsv1alpha2.PolicyReport{}: {Label: labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue})},
+			// Pods keep only what a judgement reads.
+			&corev1.Pod{}: {Transform: trimPod},
+		},
+			// managedFields is never read and is a large part of every object.
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
@@ -205,6 +214,24 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// Labels of everything Vigil writes.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "vigil"
+)
+
+// trimPod drops from cached pods what no judgement reads: managedFields and
+// the status, except the phase, which says whether the pod still runs.
+func trimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	pod.ManagedFields = nil
+	pod.Status = corev1.PodStatus{Phase: pod.Status.Phase}
+	return pod, nil
 }
 
 // tlsMinVersion refuses TLS older than 1.2 on every server Vigil runs.

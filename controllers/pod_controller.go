@@ -1,0 +1,236 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
+	"github.com/vigil-dev/vigil/internal/admission"
+	"github.com/vigil-dev/vigil/internal/metrics"
+	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/policystore"
+)
+
+// scopeNameIndex indexes Vigil's PolicyReports by the name of their pod.
+const scopeNameIndex = "scope.name"
+
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// PodReconciler keeps one PolicyReport per running pod in scope, stating what
+// admission would decide about the pod now.
+type PodReconciler struct {
+	client.Client
+	Policies *policystore.Store
+	NoMatch  admission.NoMatchSource
+	Scope    *Scope
+
+	events *eventEmitter
+	tally  *tally
+	// policyCountsChanged is told which policies' pod counts changed.
+	policyCountsChanged func(policies []string)
+	// triggers remembers why a pod was queued, for vigil_evaluations_total.
+	triggers sync.Map
+	now      func() time.Time
+}
+
+// Reconcile judges one pod and writes its report.
+func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	trigger := metrics.TriggerPod
+	if t, ok := r.triggers.LoadAndDelete(req.NamespacedName); ok {
+		trigger = t.(string)
+	}
+	var pod corev1.Pod
+	if err := r.Get(ctx, req.NamespacedName, &pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "")
+		}
+		return ctrl.Result{}, err
+	}
+	judged, err := r.judged(ctx, &pod)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !judged {
+		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "")
+	}
+	obj, err := policy.ObjectFromRuntime(&pod)
+	if err != nil {
+		// Only a pod the API server would not have stored gets here; its
+		// report cannot be right, so it goes rather than stay stale.
+		log.FromContext(ctx).Error(err, "cannot read pod for judgement")
+		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "")
+	}
+	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.NoMatch.NoMatchPolicy()})
+	metrics.LastEvaluation.SetToCurrentTime()
+	results := make(map[string]string, len(d.Results))
+	for _, res := range d.Results {
+		metrics.Evaluations.WithLabelValues(trigger, res.Result).Inc()
+		results[res.Policy] = res.Result
+	}
+
+	old, err := r.currentReport(ctx, &pod)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	want := desiredReport(&pod, d, old, r.now())
+	if err := r.write(ctx, old, want); err != nil {
+		return ctrl.Result{}, err
+	}
+	// A report of an earlier pod of the same name is stale by definition.
+	if err := r.forget(ctx, req.NamespacedName, pod.UID); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.announce(&pod, old, want)
+	if changed := r.tally.set(req.NamespacedName, results); len(changed) > 0 {
+		r.policyCountsChanged(changed)
+	}
+	return ctrl.Result{}, nil
+}
+
+// judged says whether pod gets a report: running or pending, in a namespace in scope.
+func (r *PodReconciler) judged(ctx context.Context, pod *corev1.Pod) (bool, error) {
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
+		return false, nil
+	}
+	var ns corev1.Namespace
+	if err := r.Get(ctx, client.ObjectKey{Name: pod.Namespace}, &ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	return r.Scope.Includes(&ns), nil
+}
+
+// currentReport is the pod's report, or nil.
+func (r *PodReconciler) currentReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
+	var rep reportsv1alpha2.PolicyReport
+	err := r.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, &rep)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// write creates or updates the report, only when its content changed.
+func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.PolicyReport) error {
+	var err error
+	outcome := metrics.WriteUnchanged
+	switch {
+	case old == nil:
+		outcome = metrics.WriteCreated
+		err = r.Create(ctx, want)
+		if apierrors.IsAlreadyExists(err) {
+			err = fmt.Errorf("report %s/%s appeared meanwhile: %w", want.Namespace, want.Name, err)
+		}
+	case !sameContent(old, want):
+		outcome = metrics.WriteUpdated
+		updated := old.DeepCopy()
+		updated.Labels = mergeLabels(updated.Labels, want.Labels)
+		updated.OwnerReferences, updated.Scope = want.OwnerReferences, want.Scope
+		updated.Summary, updated.Results = want.Summary, want.Results
+		err = r.Update(ctx, updated)
+	}
+	if err != nil {
+		metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
+		return fmt.Errorf("write PolicyReport %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	metrics.ReportWrites.WithLabelValues(outcome).Inc()
+	return nil
+}
+
+// forget deletes the reports of the pod key, except the one of the pod with
+// UID keep, and drops the pod from the counts when keep is empty.
+func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, keep types.UID) error {
+	var reports reportsv1alpha2.PolicyReportList
+	if err := r.List(ctx, &reports, client.InNamespace(key.Namespace), client.MatchingFields{scopeNameIndex: key.Name}); err != nil {
+		return err
+	}
+	for i := range reports.Items {
+		rep := &reports.Items[i]
+		if keep != "" && rep.Name == string(keep) {
+			continue
+		}
+		if err := r.Delete(ctx, rep); err != nil && !apierrors.IsNotFound(err) {
+			metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
+			return fmt.Errorf("delete PolicyReport %s/%s: %w", rep.Namespace, rep.Name, err)
+		}
+		metrics.ReportWrites.WithLabelValues(metrics.WriteDeleted).Inc()
+	}
+	if keep == "" {
+		if changed := r.tally.set(key, nil); len(changed) > 0 {
+			r.policyCountsChanged(changed)
+		}
+	}
+	return nil
+}
+
+// announce emits events for results that changed and counts drift: a pod
+// that already had a report turning fail or warn, from pass or from nothing.
+func (r *PodReconciler) announce(pod *corev1.Pod, old, want *reportsv1alpha2.PolicyReport) {
+	prev := map[string]reportsv1alpha2.Result{}
+	if old != nil {
+		for _, res := range old.Results {
+			prev[res.Policy] = res.Result
+		}
+	}
+	for _, res := range want.Results {
+		was, had := prev[res.Policy]
+		if res.Result == was {
+			continue
+		}
+		switch res.Result {
+		case reportsv1alpha2.ResultFail, reportsv1alpha2.ResultWarn:
+			r.events.warning(pod, ReasonPolicyViolation, fmt.Sprintf("%s (%s): %s", res.Policy, res.Result, res.Description))
+			if old != nil && (!had || was == reportsv1alpha2.ResultPass) {
+				metrics.Drift.WithLabelValues(res.Policy).Inc()
+			}
+		case reportsv1alpha2.ResultPass:
+			if was == reportsv1alpha2.ResultFail || was == reportsv1alpha2.ResultWarn {
+				r.events.normal(pod, ReasonPolicyCompliant, fmt.Sprintf("%s: the pod satisfies the policy again", res.Policy))
+			}
+		}
+	}
+}
+
+func mergeLabels(have, want map[string]string) map[string]string {
+	out := make(map[string]string, len(have)+len(want))
+	for k, v := range have {
+		out[k] = v
+	}
+	for k, v := range want {
+		out[k] = v
+	}
+	return out
+}
+
+// queueAll marks every pod in scope as queued for trigger and returns their keys.
+func (r *PodReconciler) queueAll(ctx context.Context, trigger string, opts ...client.ListOption) []ctrl.Request {
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, opts...); err != nil {
+		log.FromContext(ctx).Error(err, "list pods to re-judge")
+		return nil
+	}
+	reqs := make([]ctrl.Request, 0, len(pods.Items))
+	for i := range pods.Items {
+		key := client.ObjectKeyFromObject(&pods.Items[i])
+		r.triggers.Store(key, trigger)
+		reqs = append(reqs, ctrl.Request{NamespacedName: key})
+	}
+	return reqs
+}

@@ -1,0 +1,128 @@
+// Package controllers holds the verify path: reconcilers that judge running
+// pods again whenever they or a policy change, and record the outcome in
+// PolicyReports, events, metrics and ClusterImagePolicy status.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
+	"github.com/vigil-dev/vigil/internal/admission"
+	"github.com/vigil-dev/vigil/internal/manager"
+	"github.com/vigil-dev/vigil/internal/metrics"
+	"github.com/vigil-dev/vigil/internal/policy"
+)
+
+// Options tune the verify path.
+type Options struct {
+	// NamespaceSelector picks the namespaces whose pods are judged.
+	NamespaceSelector string
+	// Workers is the number of pods judged at once.
+	Workers int
+	// EventsPerSecond and EventBurst bound the events emitted.
+	EventsPerSecond float64
+	EventBurst      int
+}
+
+// DefaultOptions are the flags' defaults.
+func DefaultOptions() Options {
+	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 4, EventsPerSecond: 10, EventBurst: 100}
+}
+
+// Setup adds the pod and policy reconcilers to m. They run on the leader only.
+func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error {
+	scope, err := NewScope(o.NamespaceSelector, ns)
+	if err != nil {
+		return err
+	}
+	if err := m.GetFieldIndexer().IndexField(ctx, &reportsv1alpha2.PolicyReport{}, scopeNameIndex, func(obj client.Object) []string {
+		if rep, ok := obj.(*reportsv1alpha2.PolicyReport); ok && rep.Scope != nil {
+			return []string{rep.Scope.Name}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index PolicyReports: %w", err)
+	}
+	events := newEventEmitter(m.GetEventRecorder("vigil"), o.EventsPerSecond, o.EventBurst)
+	counts := newTally()
+
+	// Pod counts changed: the policies named are queued for a status update;
+	// the queue coalesces a burst into one write per policy.
+	countsChanged := make(chan event.GenericEvent, 1024)
+	policies := &PolicyReconciler{Client: m.GetClient(), Policies: m.Policies, events: events, tally: counts}
+	if err := ctrl.NewControllerManagedBy(m).
+		Named("clusterimagepolicy").
+		For(&v1beta1.ClusterImagePolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(countsChanged, &handler.EnqueueRequestForObject{})).
+		Complete(policies); err != nil {
+		return err
+	}
+
+	pods := &PodReconciler{
+		Client: m.GetClient(), Policies: m.Policies, NoMatch: m.Config, Scope: scope,
+		events: events, tally: counts, now: time.Now,
+		policyCountsChanged: func(names []string) {
+			for _, n := range names {
+				if n == policy.NoMatchingPolicies {
+					continue
+				}
+				cip := &v1beta1.ClusterImagePolicy{}
+				cip.Name = n
+				countsChanged <- event.GenericEvent{Object: cip}
+			}
+		},
+	}
+
+	// A policy changed (on any replica's store): every pod in scope is judged
+	// again. Decisions are cached per policy generation and input, and
+	// reports are written only when they change, so this is cheap.
+	policyChanged := make(chan event.GenericEvent, 1)
+	m.Policies.OnChange(func(string) {
+		select {
+		case policyChanged <- event.GenericEvent{Object: &v1beta1.ClusterImagePolicy{}}:
+		default: // one pending re-judgement covers this change too
+		}
+	})
+	return ctrl.NewControllerManagedBy(m).
+		Named("pod").
+		For(&corev1.Pod{}).
+		Watches(&reportsv1alpha2.PolicyReport{}, handler.EnqueueRequestsFromMapFunc(reportToPod)).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
+			return pods.queueAll(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))
+		}), builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
+			if obj.GetName() != admission.ConfigMapName || obj.GetNamespace() != ns {
+				return nil
+			}
+			return pods.queueAll(ctx, metrics.TriggerPolicy)
+		})).
+		WatchesRawSource(source.Channel(policyChanged, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []ctrl.Request {
+			return pods.queueAll(ctx, metrics.TriggerPolicy)
+		}))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: o.Workers}).
+		Complete(pods)
+}
+
+// reportToPod queues the pod a report is about, so a report deleted or edited
+// by someone else is put right, and one whose pod is gone is deleted.
+func reportToPod(_ context.Context, obj client.Object) []ctrl.Request {
+	rep, ok := obj.(*reportsv1alpha2.PolicyReport)
+	if !ok || rep.Scope == nil || rep.Scope.Kind != "Pod" {
+		return nil
+	}
+	return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: rep.Namespace, Name: rep.Scope.Name}}}
+}

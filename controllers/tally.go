@@ -1,0 +1,82 @@
+package controllers
+
+import (
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/vigil-dev/vigil/internal/metrics"
+)
+
+// tally counts the current result of every judged pod per policy: the
+// vigil_policy_results gauge and the pod counts in ClusterImagePolicy status
+// come from it, so they agree with the reports by construction.
+type tally struct {
+	mu     sync.Mutex
+	pods   map[types.NamespacedName]map[string]string // pod -> policy -> result
+	counts map[string]map[string]int                  // policy -> result -> pods
+}
+
+func newTally() *tally {
+	return &tally{pods: map[types.NamespacedName]map[string]string{}, counts: map[string]map[string]int{}}
+}
+
+// set records pod's results (nil: the pod is no longer judged) and returns the
+// policies whose counts changed.
+func (t *tally) set(pod types.NamespacedName, results map[string]string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.pods[pod]
+	var changed []string
+	for policy, r := range old {
+		if results[policy] != r {
+			t.addLocked(policy, r, -1)
+			changed = append(changed, policy)
+		}
+	}
+	for policy, r := range results {
+		if old[policy] != r {
+			t.addLocked(policy, r, +1)
+			if _, had := old[policy]; !had {
+				changed = append(changed, policy)
+			}
+		}
+	}
+	if len(results) == 0 {
+		delete(t.pods, pod)
+	} else {
+		t.pods[pod] = results
+	}
+	return changed
+}
+
+func (t *tally) addLocked(policy, result string, n int) {
+	c := t.counts[policy]
+	if c == nil {
+		c = map[string]int{}
+		t.counts[policy] = c
+	}
+	c[result] += n
+	metrics.PolicyResults.WithLabelValues(policy, result).Set(float64(c[result]))
+}
+
+// count is the number of pods with result for policy.
+func (t *tally) count(policy, result string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.counts[policy][result]
+}
+
+// forgetPolicy drops the gauge series of a deleted policy once no pod
+// carries a result for it any more.
+func (t *tally) forgetPolicy(policy string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for result, n := range t.counts[policy] {
+		if n != 0 {
+			return
+		}
+		metrics.PolicyResults.DeleteLabelValues(policy, result)
+	}
+	delete(t.counts, policy)
+}
