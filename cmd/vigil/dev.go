@@ -1,14 +1,241 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/vigil-dev/vigil/internal/devenv"
+)
+
+// runManager runs Vigil's manager (webhook server and reconcilers) in-process
+// against the dev cluster until ctx ends, and closes ready once it serves.
+// The manager's code sets it; while it is nil, `vigil dev` runs the cluster
+// alone.
+var runManager func(ctx context.Context, cfg *rest.Config, metricsAddr string, ready chan<- struct{}) error
+
+// includeLabel opts a namespace in to Vigil's webhook, as with policy-controller.
+const includeLabel = "policy.sigstore.dev/include"
+
+// managerStopTimeout bounds how long `vigil dev` waits for the manager to
+// return after it is told to stop.
+const managerStopTimeout = 30 * time.Second
+
+type devOptions struct {
+	kubeconfigOut string
+	assets        string
+	nodes         int
+	metricsAddr   string
+}
 
 func newDevCommand() *cobra.Command {
-	return &cobra.Command{
+	o := devOptions{kubeconfigOut: filepath.Join(".vigil", "kubeconfig"), nodes: devenv.DefaultNodes, metricsAddr: "127.0.0.1:8080"}
+	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Start a local cluster (etcd, kube-apiserver, kwok nodes) with Vigil in it",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return notBuiltYet("vigil dev")
+		Long: `Start a complete local cluster with no containers: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok simulating nodes on which pods
+become Running. Vigil's CRDs are installed, namespace default is labelled
+` + includeLabel + `=true and Vigil's manager runs in-process.
+
+The kubeconfig is written only once everything is ready, so a script can wait
+for the file. Runs until SIGINT or SIGTERM, then stops every process it
+started and removes the kubeconfig and its temporary files.
+
+The binaries come from --assets, else $KUBEBUILDER_ASSETS, else bin/
+(` + "`make tools`" + ` builds them there).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return &exitError{code: exitBadInput, err: err}
+			}
+			return runDev(cmd, o)
 		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: exitBadInput, err: err}
+	})
+	f := cmd.Flags()
+	f.StringVar(&o.kubeconfigOut, "kubeconfig-out", o.kubeconfigOut, "where to write the cluster's kubeconfig once it is ready")
+	f.StringVar(&o.assets, "assets", "", "directory of etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (default $KUBEBUILDER_ASSETS, else bin/)")
+	f.IntVar(&o.nodes, "nodes", o.nodes, "number of simulated nodes, each with room for 110 pods")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, "address of the manager's metrics endpoint (plain HTTP); 0 disables it")
+	return cmd
+}
+
+func (o devOptions) validate() error {
+	if o.kubeconfigOut == "" {
+		return errors.New("--kubeconfig-out must not be empty")
+	}
+	if o.nodes < 1 {
+		return fmt.Errorf("--nodes %d: need at least one node", o.nodes)
+	}
+	if o.metricsAddr != "0" {
+		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
+			return fmt.Errorf("--metrics-bind-address %q: want host:port, or 0 to disable: %w", o.metricsAddr, err)
+		}
+	}
+	return nil
+}
+
+// runDev starts everything, announces the kubeconfig, waits for a signal
+// (or a failure) and tears everything down.
+func runDev(cmd *cobra.Command, o devOptions) (err error) {
+	began := time.Now()
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	kubeconfig, err := filepath.Abs(o.kubeconfigOut)
+	if err != nil {
+		return &exitError{code: exitBadInput, err: fmt.Errorf("--kubeconfig-out: %w", err)}
+	}
+	// A kubeconfig left by an earlier run points at a cluster that is gone.
+	if err := os.Remove(kubeconfig); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the stale kubeconfig: %w", err)
+	}
+
+	cluster, err := devenv.Start(ctx, devenv.Options{AssetsDir: o.assets, Nodes: o.nodes})
+	if err != nil {
+		var missing *devenv.MissingBinaryError
+		switch {
+		case errors.As(err, &missing):
+			return &exitError{code: exitBadInput, err: err}
+		case ctx.Err() != nil: // interrupted while starting
+			return nil
+		}
+		return fmt.Errorf("start the cluster: %w", err)
+	}
+	defer func() {
+		if stopErr := cluster.Stop(); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stop the cluster: %w", stopErr))
+		}
+	}()
+
+	if err := prepareCluster(ctx, cluster); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	managerCtx, stopManager := context.WithCancel(ctx)
+	managerDone, err := startManager(managerCtx, cluster, o.metricsAddr)
+	defer func() {
+		stopManager()
+		// Told to stop, the manager has nothing more to say that changes the
+		// outcome; what it says is worth a line.
+		if managerErr := waitManager(managerDone); managerErr != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "vigil dev: while stopping,", managerErr)
+		}
+	}()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	if err := cluster.WriteKubeconfig(kubeconfig); err != nil {
+		return err
+	}
+	defer func() {
+		if rmErr := os.Remove(kubeconfig); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
+			err = errors.Join(err, fmt.Errorf("remove the kubeconfig: %w", rmErr))
+		}
+	}()
+	fmt.Fprintf(cmd.OutOrStdout(),
+		"vigil dev: ready in %s with %d nodes; use it with `export KUBECONFIG=%s` or `kubectl --kubeconfig %s ...` (component logs in %s); Ctrl-C stops it\n",
+		time.Since(began).Round(100*time.Millisecond), o.nodes, kubeconfig, kubeconfig, cluster.LogDir())
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-cluster.Failed():
+		return fmt.Errorf("the cluster failed: %w", cluster.Err())
+	case err := <-managerDone:
+		if err == nil {
+			err = errors.New("returned before it was told to stop")
+		}
+		managerDone = nil // already received
+		return fmt.Errorf("the manager stopped: %w", err)
+	}
+}
+
+// prepareCluster installs the CRDs and opts namespace default in.
+func prepareCluster(ctx context.Context, cluster *devenv.Cluster) error {
+	if err := cluster.InstallCRDs(ctx); err != nil {
+		return fmt.Errorf("install the CRDs: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cluster.RESTConfig())
+	if err != nil {
+		return err
+	}
+	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:"true"}}}`, includeLabel)
+	// The API server creates namespace default shortly after it starts serving.
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().Namespaces().Patch(ctx, "default", types.MergePatchType, patch, metav1.PatchOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("label namespace default %s=true: %w", includeLabel, err)
+	}
+	return nil
+}
+
+// startManager starts runManager, when set, and waits until it is ready. The
+// returned channel yields what runManager returned; it is nil (never ready to
+// receive) when there is no manager.
+func startManager(ctx context.Context, cluster *devenv.Cluster, metricsAddr string) (chan error, error) {
+	if runManager == nil {
+		return nil, nil
+	}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- runManager(ctx, cluster.RESTConfig(), metricsAddr, ready) }()
+	select {
+	case <-ready:
+		return done, nil
+	case err := <-done:
+		if err == nil {
+			err = errors.New("returned before it was ready")
+		}
+		return nil, fmt.Errorf("start the manager: %w", err)
+	case <-cluster.Failed():
+		return done, fmt.Errorf("the cluster failed while the manager started: %w", cluster.Err())
+	case <-ctx.Done():
+		return done, ctx.Err()
+	}
+}
+
+// waitManager waits for a stopped manager to return.
+func waitManager(done chan error) error {
+	if done == nil {
+		return nil
+	}
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("the manager: %w", err)
+		}
+		return nil
+	case <-time.After(managerStopTimeout):
+		return fmt.Errorf("the manager did not stop within %s", managerStopTimeout)
 	}
 }

@@ -88,13 +88,20 @@ func runDevManager(ctx context.Context, cfg *rest.Config, metricsAddr string, re
 	if err := controllers.Setup(ctx, m, ns, controllers.DefaultOptions()); err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- m.Start(ctx) }()
-
 	readyCtx, cancel := context.WithTimeout(ctx, devReadyTimeout)
 	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- m.Start(ctx)
+		cancel() // a manager that stops early ends the wait below at once
+	}()
 	if err := waitWebhookAnswers(readyCtx, c); err != nil {
-		return err
+		select {
+		case merr := <-done:
+			return fmt.Errorf("the manager stopped: %v", merr)
+		default:
+			return err
+		}
 	}
 	close(ready)
 	return <-done
