@@ -28,8 +28,10 @@ help: ## Show the targets and what they do.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRDs (config/crd/bases) from the API markers.
+manifests: $(CONTROLLER_GEN) ## Generate the CRDs, RBAC (from markers) and webhook configuration (from internal/admission).
 	$(CONTROLLER_GEN) crd paths=./apis/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-role paths=./controllers/... paths=./internal/manager/... output:rbac:artifacts:config=config/rbac
+	go run ./hack/webhookgen > config/webhook/manifests.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods for the API types.
@@ -49,12 +51,14 @@ lint: vet ## Check formatting and run go vet.
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 .PHONY: verify
-verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs) are stale or code is not formatted.
-	@before=$$(cat apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml | sha256sum); \
+GENERATED = apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml config/rbac/role.yaml config/webhook/manifests.yaml
+
+verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs, RBAC, webhooks) are stale or code is not formatted.
+	@before=$$(cat $(GENERATED) 2>/dev/null | sha256sum); \
 	  $(MAKE) -s generate manifests >/dev/null; \
-	  after=$$(cat apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml | sha256sum); \
+	  after=$$(cat $(GENERATED) | sha256sum); \
 	  if [ "$$before" != "$$after" ]; then \
-	    echo "generated files were stale (now regenerated): review and commit apis/*/*/zz_generated.deepcopy.go and config/crd/bases"; exit 1; fi
+	    echo "generated files were stale (now regenerated): review and commit $(GENERATED)"; exit 1; fi
 
 ##@ Build
 

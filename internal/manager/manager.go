@@ -44,6 +44,17 @@ const (
 	DefaultLeaderElectionID  = "vigil.policy.sigstore.dev"
 )
 
+// What the manager itself needs, besides the reconcilers' own rules: its
+// settings, certificate and Lease in its namespace only, and the caBundle of
+// its own webhook configuration.
+// +kubebuilder:rbac:groups="",namespace=vigil-system,resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=vigil-system,resources=secrets,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=vigil-system,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;update;patch
+// The metrics endpoint authenticates and authorizes each scrape:
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // Options configure the manager.
 type Options struct {
 	// Namespace is Vigil's own namespace: its Lease, certificate Secret and
