@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/metrics"
 )
 
 // Result words, as in PolicyReports.
@@ -209,7 +211,9 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 		var r Result
 		var errs fieldErrors
 		if e.compiled != nil {
+			start := time.Now()
 			r, errs = e.compiled.judge(ctx, obj, matched, in)
+			metrics.EvaluationDuration.WithLabelValues(e.compiled.metricType()).Observe(time.Since(start).Seconds())
 		} else {
 			r, errs = e.broken.judge(obj, matched)
 		}
@@ -302,6 +306,18 @@ func (p *CompiledPolicy) judge(ctx context.Context, obj *Object, images []*parse
 	r.Message = errs.Error()
 	r.Explanation = explainFindings(findings, obj.subject(), p.Name)
 	return r, errs
+}
+
+// metricType is the type label of vigil_evaluation_duration_seconds.
+func (p *CompiledPolicy) metricType() string {
+	switch p.body.(type) {
+	case nil:
+		return "static"
+	case *regoEvaluator:
+		return "rego"
+	default:
+		return "cue"
+	}
 }
 
 func (p *CompiledPolicy) bodyType() string {
