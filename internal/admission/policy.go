@@ -37,7 +37,7 @@ func (v *PolicyValidator) Handle(_ context.Context, req admission.Request) admis
 	switch {
 	case err == nil:
 		resp := admission.Allowed("")
-		resp.Warnings = compiled.Warnings
+		resp.Warnings = warningLines(compiled.Warnings)
 		return resp
 	case errors.As(err, &invalid) && invalid.Reason == policy.ReasonBodyUnavailable:
 		// A configMapRef or remote body is fetched by the controller; its

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,12 +78,38 @@ func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) a
 	}
 	if !d.Allowed {
 		resp := badRequest(fmt.Errorf("%s", d.DenialReason()))
-		resp.Warnings = d.Warnings
+		resp.Warnings = warningLines(d.Warnings)
 		return resp
 	}
 	resp := admission.Allowed("")
-	resp.Warnings = d.Warnings
+	resp.Warnings = warningLines(d.Warnings)
 	return resp
+}
+
+// warningLines makes admission warnings that kube-apiserver passes on.
+// It silently drops a warning that holds a control character, a newline
+// included (k8s.io/apimachinery/pkg/util/net.NewWarningHeader), and
+// policy-controller's messages put the image and the details on a second
+// line. So each line becomes a warning of its own, as knative does since
+// knative/pkg#2582: kubectl prints "Warning: failed policy: NAME:
+// spec.containers[0].image", then "Warning: IMAGE DETAILS". Other control
+// characters (a tab in a compiler message) become spaces.
+func warningLines(warnings []string) []string {
+	var out []string
+	for _, w := range warnings {
+		for line := range strings.SplitSeq(w, "\n") {
+			line = strings.Map(func(r rune) rune {
+				if unicode.IsControl(r) {
+					return ' '
+				}
+				return r
+			}, line)
+			if strings.TrimSpace(line) != "" {
+				out = append(out, line)
+			}
+		}
+	}
+	return out
 }
 
 // skipRequest tells the requests policy-controller lets through unjudged:
