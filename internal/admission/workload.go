@@ -48,6 +48,8 @@ func (v *WorkloadValidator) Handle(ctx context.Context, req admission.Request) a
 	resp := v.handle(ctx, req)
 	decision := metrics.DecisionAllowed
 	switch {
+	case resp.Result != nil && resp.Result.Code >= http.StatusInternalServerError:
+		decision = metrics.DecisionError
 	case !resp.Allowed:
 		decision = metrics.DecisionDenied
 	case len(resp.Warnings) > 0:
@@ -72,7 +74,6 @@ func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) a
 		return admission.Errored(http.StatusServiceUnavailable, err)
 	}
 	d := v.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: v.NoMatch.NoMatchPolicy()})
-	metrics.LastEvaluation.SetToCurrentTime()
 	for _, r := range d.Results {
 		metrics.Evaluations.WithLabelValues(metrics.TriggerAdmission, r.Result).Inc()
 	}

@@ -22,6 +22,9 @@ const (
 	DecisionAllowed = "allowed"
 	DecisionDenied  = "denied"
 	DecisionWarned  = "warned"
+	// DecisionError: the webhook could not decide (for example the policies
+	// were not loaded yet); kube-apiserver applies the failurePolicy.
+	DecisionError = "error"
 )
 
 // Report write outcomes, the values of the outcome label.
@@ -62,7 +65,7 @@ var (
 	// AdmissionRequests counts admission requests by kind, operation and decision.
 	AdmissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_admission_requests_total",
-		Help: "Admission requests by kind, operation and decision (allowed, denied, warned).",
+		Help: "Admission requests by kind, operation and decision (allowed, denied, warned, error).",
 	}, []string{"kind", "operation", "decision"})
 
 	// AdmissionDuration is the time the webhook takes to answer, by kind.
@@ -93,7 +96,7 @@ var (
 	// LastEvaluation is the time of the last evaluation of any pod.
 	LastEvaluation = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "vigil_last_evaluation_timestamp_seconds",
-		Help: "Unix time of the last policy evaluation of any pod, by admission or by the reconcilers.",
+		Help: "Unix time of the last evaluation of a running pod by the verify path (admission does not count, so a stuck verify path shows).",
 	})
 )
 
