@@ -108,6 +108,10 @@ func (s *Store) OnChange(f func(name string)) {
 	s.listeners = append(s.listeners, f)
 }
 
+// MarkSynced says the store now holds every policy that existed when it
+// started; the Watcher calls it once its informer has synced.
+func (s *Store) MarkSynced() { s.once.Do(func() { close(s.synced) }) }
+
 // Synced is closed once the store holds every policy that existed when it started.
 func (s *Store) Synced() <-chan struct{} { return s.synced }
 
@@ -181,7 +185,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 	if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
 		return nil // stopping
 	}
-	w.Store.once.Do(func() { close(w.Store.synced) })
+	w.Store.MarkSynced()
 	<-ctx.Done()
 	return nil
 }

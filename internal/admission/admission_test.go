@@ -1,0 +1,235 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/policystore"
+)
+
+// sample reads a file of config/samples as JSON.
+func sample(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func seedStore(t *testing.T, cipFiles ...string) *policystore.Store {
+	t.Helper()
+	s := policystore.New(policy.Compiler{})
+	for _, f := range cipFiles {
+		var cip v1beta1.ClusterImagePolicy
+		if err := json.Unmarshal(sample(t, f), &cip); err != nil {
+			t.Fatal(err)
+		}
+		cip.Generation = 1
+		if err := s.Apply(&cip); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	s.MarkSynced()
+	return s
+}
+
+func request(op admissionv1.Operation, kind string, obj, old []byte) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "1", Operation: op, Kind: metav1.GroupVersionKind{Version: "v1", Kind: kind},
+		Namespace: "default", Name: "yolo",
+		Object: runtime.RawExtension{Raw: obj}, OldObject: runtime.RawExtension{Raw: old},
+	}}
+}
+
+type fixedNoMatch policy.NoMatchPolicy
+
+func (f fixedNoMatch) NoMatchPolicy() policy.NoMatchPolicy { return policy.NoMatchPolicy(f) }
+
+func TestWorkloadValidatorWalkthrough(t *testing.T) {
+	ctx := context.Background()
+	v := &WorkloadValidator{Policies: seedStore(t, "cip.yaml"), NoMatch: fixedNoMatch(policy.NoMatchDeny)}
+
+	resp := v.Handle(ctx, request(admissionv1.Create, "Pod", sample(t, "pod-net-admin.yaml"), nil))
+	if resp.Allowed {
+		t.Fatal("the NET_ADMIN pod was admitted")
+	}
+	if resp.Result.Code != http.StatusBadRequest || resp.Result.Reason != metav1.StatusReasonBadRequest {
+		t.Errorf("status = %d %s, want 400 BadRequest (kubectl prints it as such)", resp.Result.Code, resp.Result.Reason)
+	}
+	wantPrefix := "validation failed: failed policy: non-default-capabilities-cue: spec.containers[0].image\n" +
+		"docker.io/ubuntu failed evaluating cue policy for ClusterImagePolicy: failed to evaluate the policy with error: spec.containers.0.securityContext.capabilities.add.0: "
+	if !strings.HasPrefix(resp.Result.Message, wantPrefix) {
+		t.Errorf("message =\n%s\nwant prefix\n%s", resp.Result.Message, wantPrefix)
+	}
+
+	if resp := v.Handle(ctx, request(admissionv1.Create, "Pod", sample(t, "pod-fixed.yaml"), nil)); !resp.Allowed || len(resp.Warnings) != 0 {
+		t.Errorf("the fixed pod: allowed=%v warnings=%v, want allowed without warnings", resp.Allowed, resp.Warnings)
+	}
+}
+
+func TestWorkloadValidatorNoMatchWarnSplitsLines(t *testing.T) {
+	v := &WorkloadValidator{Policies: seedStore(t), NoMatch: fixedNoMatch(policy.NoMatchWarn)}
+	resp := v.Handle(context.Background(), request(admissionv1.Create, "Pod", sample(t, "pod-fixed.yaml"), nil))
+	if !resp.Allowed {
+		t.Fatalf("denied under no-match-policy warn: %v", resp.Result)
+	}
+	want := []string{"no matching policies: spec.containers[0].image", "docker.io/ubuntu"}
+	if strings.Join(resp.Warnings, "|") != strings.Join(want, "|") {
+		t.Errorf("warnings = %q, want %q (kube-apiserver drops warnings with a newline)", resp.Warnings, want)
+	}
+}
+
+func TestWorkloadValidatorMalformed(t *testing.T) {
+	v := &WorkloadValidator{Policies: seedStore(t, "cip.yaml"), NoMatch: fixedNoMatch(policy.NoMatchDeny)}
+	for name, raw := range map[string]string{
+		"truncated":   `{"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"a"`,
+		"wrong types": `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":"not a list"}}`,
+		"empty":       ``,
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := v.Handle(context.Background(), request(admissionv1.Create, "Pod", []byte(raw), nil))
+			if resp.Allowed {
+				t.Fatal("a malformed object was admitted")
+			}
+			if !strings.Contains(resp.Result.Message, `Pod "yolo" in namespace "default"`) {
+				t.Errorf("message %q does not name the object", resp.Result.Message)
+			}
+		})
+	}
+}
+
+func TestWorkloadValidatorWaitsForPolicies(t *testing.T) {
+	v := &WorkloadValidator{Policies: policystore.New(policy.Compiler{}), NoMatch: fixedNoMatch(policy.NoMatchAllow)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the store never syncs; the request must not be decided on an empty set
+	resp := v.Handle(ctx, request(admissionv1.Create, "Pod", sample(t, "pod-fixed.yaml"), nil))
+	if resp.Allowed || resp.Result.Code != http.StatusServiceUnavailable {
+		t.Errorf("allowed=%v code=%d, want a 503 error before the policies are loaded", resp.Allowed, resp.Result.Code)
+	}
+}
+
+func TestSkipRequest(t *testing.T) {
+	deployment := func(replicas int, deleting bool) []byte {
+		obj := map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "d"},
+			"spec": map[string]any{"replicas": replicas}}
+		if deleting {
+			obj["metadata"].(map[string]any)["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+		}
+		b, _ := json.Marshal(obj)
+		return b
+	}
+	cases := []struct {
+		name string
+		req  admission.Request
+		skip bool
+	}{
+		{"create", request(admissionv1.Create, "Deployment", deployment(3, false), nil), false},
+		{"scale up", request(admissionv1.Update, "Deployment", deployment(5, false), deployment(3, false)), false},
+		{"scale down", request(admissionv1.Update, "Deployment", deployment(1, false), deployment(3, false)), true},
+		{"being deleted", request(admissionv1.Update, "Deployment", deployment(3, true), deployment(3, false)), true},
+		{"delete", request(admissionv1.Delete, "Deployment", nil, deployment(3, false)), true},
+	}
+	status := request(admissionv1.Update, "Pod", []byte(`{}`), []byte(`{}`))
+	status.SubResource = "status"
+	cases = append(cases, struct {
+		name string
+		req  admission.Request
+		skip bool
+	}{"status subresource", status, true})
+	for _, c := range cases {
+		if skip, why := skipRequest(c.req); skip != c.skip {
+			t.Errorf("%s: skip = %v (%s), want %v", c.name, skip, why, c.skip)
+		}
+	}
+}
+
+func TestPolicyValidator(t *testing.T) {
+	v := &PolicyValidator{}
+	if resp := v.Handle(context.Background(), request(admissionv1.Create, "ClusterImagePolicy", sample(t, "cip.yaml"), nil)); !resp.Allowed {
+		t.Fatalf("the walkthrough's policy was refused: %v", resp.Result)
+	}
+	cases := map[string]struct{ doc, want string }{
+		"cue does not compile": {
+			`{"apiVersion":"policy.sigstore.dev/v1beta1","kind":"ClusterImagePolicy","metadata":{"name":"bad"},
+			  "spec":{"images":[{"glob":"**"}],"authorities":[{"static":{"action":"pass"}}],"policy":{"type":"cue","data":"spec: {"}}}`,
+			"spec.policy.data",
+		},
+		"unknown field": {
+			`{"apiVersion":"policy.sigstore.dev/v1beta1","kind":"ClusterImagePolicy","metadata":{"name":"bad"},
+			  "spec":{"images":[{"glob":"**"}],"authoritys":[]}}`,
+			"authoritys",
+		},
+		"no authority kind": {
+			`{"apiVersion":"policy.sigstore.dev/v1beta1","kind":"ClusterImagePolicy","metadata":{"name":"bad"},
+			  "spec":{"images":[{"glob":"**"}],"authorities":[{"name":"x"}]}}`,
+			"expected exactly one, got neither: spec.authorities[0].key, spec.authorities[0].keyless, spec.authorities[0].static",
+		},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			resp := v.Handle(context.Background(), request(admissionv1.Create, "ClusterImagePolicy", []byte(c.doc), nil))
+			if resp.Allowed {
+				t.Fatal("an invalid policy was admitted")
+			}
+			if !strings.Contains(resp.Result.Message, c.want) {
+				t.Errorf("message %q does not contain %q", resp.Result.Message, c.want)
+			}
+		})
+	}
+}
+
+func TestConfigNoMatchPolicy(t *testing.T) {
+	c := &Config{Default: policy.NoMatchWarn}
+	cm := func(v string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: "vigil-system"},
+			Data: map[string]string{NoMatchPolicyKey: v}}
+	}
+	if got := c.NoMatchPolicy(); got != policy.NoMatchWarn {
+		t.Errorf("without ConfigMap: %s, want the default warn", got)
+	}
+	if err := c.Update(cm("allow")); err != nil || c.NoMatchPolicy() != policy.NoMatchAllow {
+		t.Errorf("allow: %s, %v", c.NoMatchPolicy(), err)
+	}
+	if err := c.Update(cm("sometimes")); err == nil || !strings.Contains(err.Error(), "sometimes") || c.NoMatchPolicy() != policy.NoMatchDeny {
+		t.Errorf("unknown value: %s, %v; want deny and an error naming the value", c.NoMatchPolicy(), err)
+	}
+	if err := c.Update(nil); err != nil || c.NoMatchPolicy() != policy.NoMatchWarn {
+		t.Errorf("ConfigMap deleted: %s, %v; want the default again", c.NoMatchPolicy(), err)
+	}
+}
+
+func TestConfigurationScopesWorkloads(t *testing.T) {
+	vwc := Configuration(ConfigurationOptions{Name: "n", WorkloadWebhookName: "policy.sigstore.dev", Namespace: "vigil-system", URL: "https://localhost:1"})
+	w := vwc.Webhooks[0]
+	if w.Name != "policy.sigstore.dev" || *w.FailurePolicy != "Fail" || *w.TimeoutSeconds != TimeoutSeconds {
+		t.Errorf("workload webhook: %s failurePolicy=%s timeout=%d", w.Name, *w.FailurePolicy, *w.TimeoutSeconds)
+	}
+	sel, _ := json.Marshal(w.NamespaceSelector)
+	for _, want := range []string{IncludeLabel, "kube-system", "vigil-system"} {
+		if !strings.Contains(string(sel), want) {
+			t.Errorf("namespaceSelector %s does not mention %s", sel, want)
+		}
+	}
+	if *w.ClientConfig.URL != "https://localhost:1"+WorkloadPath {
+		t.Errorf("url = %s", *w.ClientConfig.URL)
+	}
+}
