@@ -32,6 +32,7 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRDs, RBAC (from markers) and webho
 	$(CONTROLLER_GEN) crd paths=./apis/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-role paths=./controllers/... paths=./internal/manager/... output:rbac:artifacts:config=config/rbac
 	go run ./hack/webhookgen > config/webhook/manifests.yaml
+	rm -f charts/vigil/crds/*.yaml; cp config/crd/bases/*.yaml charts/vigil/crds/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods for the API types.
@@ -51,7 +52,7 @@ lint: vet ## Check formatting and run go vet.
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 .PHONY: verify
-GENERATED = apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml config/rbac/role.yaml config/webhook/manifests.yaml
+GENERATED = apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml config/rbac/role.yaml config/webhook/manifests.yaml charts/vigil/crds/*.yaml
 
 verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs, RBAC, webhooks) are stale or code is not formatted.
 	@before=$$(cat $(GENERATED) 2>/dev/null | sha256sum); \
@@ -66,8 +67,16 @@ verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs, RBA
 build: ## Build bin/vigil.
 	go build -o $(BIN)/vigil ./cmd/vigil
 
+.PHONY: docker-build
+docker-build: ## Build the image IMG (default vigil:dev). Needs a Docker daemon, which these dev machines do not have.
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "docker-build: this machine has no Docker daemon ('docker info' failed), so no image was built."; \
+	  echo "Build $(IMG) where Docker runs: make docker-build IMG=..., then push it (see docs/install.md)."; \
+	  exit 1; fi
+	docker build -t $(IMG) .
+
 .PHONY: tools
-tools: ## Build the pinned etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, controller-gen, promtool into bin/.
+tools: ## Build the pinned etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, controller-gen, promtool, helm into bin/.
 	BIN=$(BIN) hack/tools/build.sh
 
 $(CONTROLLER_GEN):
@@ -94,9 +103,16 @@ demo: tools build ## Replay the reference walkthrough against `vigil dev` with k
 	hack/demo.sh
 
 .PHONY: deploy
-deploy: ## Install Vigil into the cluster of the current kubeconfig (config/default).
-	@echo "make deploy is not built yet: see README.md, 'What is not done yet'"; exit 2
+deploy: ## Install config/default with image IMG (pushed where the cluster pulls from) into the current kubeconfig's cluster.
+	@mkdir -p .vigil; dir=$$(mktemp -d .vigil/deploy.XXXXXX); trap 'rm -rf "$$dir"' EXIT; \
+	  img='$(IMG)'; \
+	  if [[ $$img == *@* ]]; then ref="newName: $${img%@*}"$$'\n'"  digest: $${img#*@}"; \
+	  elif [[ $${img##*/} == *:* ]]; then ref="newName: $${img%:*}"$$'\n'"  newTag: $${img##*:}"; \
+	  else ref="newName: $$img"$$'\n'"  newTag: latest"; fi; \
+	  printf 'resources:\n- ../../config/default\nimages:\n- name: vigil\n  %s\n' "$$ref" >"$$dir/kustomization.yaml"; \
+	  echo "deploy: config/default with image $$img"; \
+	  $(KUBECTL) apply --server-side -k "$$dir"
 
 .PHONY: undeploy
-undeploy: ## Remove what `make deploy` installed.
-	@echo "make undeploy is not built yet: see README.md, 'What is not done yet'"; exit 2
+undeploy: ## Remove what `make deploy` installed, CRDs included: every ClusterImagePolicy and PolicyReport goes too.
+	$(KUBECTL) delete --ignore-not-found -k config/default

@@ -19,6 +19,7 @@ tools=(
   "kwok                    hack/tools           sigs.k8s.io/kwok/cmd/kwok"
   "controller-gen          hack/tools           sigs.k8s.io/controller-tools/cmd/controller-gen"
   "promtool                hack/tools/promtool  github.com/prometheus/prometheus/cmd/promtool"
+  "helm                    hack/tools/helm      helm.sh/helm/v3/cmd/helm"
 )
 
 only=("$@")

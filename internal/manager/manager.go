@@ -166,15 +166,16 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if opts.WebhookPort < 0 {
-		close(m.CertsReady)
-		return m, nil
-	}
+	// The no-match setting serves the webhook and the verify path alike.
 	if err := mgr.Add(&admission.ConfigWatcher{
 		Config: m.Config, Cache: mgr.GetCache(), Namespace: opts.Namespace,
 		Log: mgr.GetLogger().WithName("config"),
 	}); err != nil {
 		return nil, err
+	}
+	if opts.WebhookPort < 0 {
+		close(m.CertsReady)
+		return m, nil
 	}
 
 	if err := os.MkdirAll(opts.CertDir, 0o700); err != nil {
