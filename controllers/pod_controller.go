@@ -35,6 +35,8 @@ type PodReconciler struct {
 	Policies *policystore.Store
 	NoMatch  admission.NoMatchSource
 	Scope    *Scope
+	// APIReader reads past the cache, which holds only Vigil's labelled reports.
+	APIReader client.Reader
 
 	events *eventEmitter
 	tally  *tally
@@ -47,6 +49,13 @@ type PodReconciler struct {
 
 // Reconcile judges one pod and writes its report.
 func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// Until the store holds every policy, as after a restart, a judgement
+	// could lose results and announce old violations as new: wait for it.
+	select {
+	case <-r.Policies.Synced():
+	default:
+		return ctrl.Result{RequeueAfter: storeLagRequeue}, nil
+	}
 	trigger := metrics.TriggerPod
 	if t, ok := r.triggers.LoadAndDelete(req.NamespacedName); ok {
 		trigger = t.(string)
@@ -86,7 +95,18 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	want := desiredReport(&pod, d, old, r.now())
 	if err := r.write(ctx, old, want); err != nil {
-		return ctrl.Result{}, err
+		if old != nil || !apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{}, err
+		}
+		// The cache holds only reports labelled as Vigil's: this one lost
+		// its label (or was written a moment ago). Take it back as it stands.
+		if old, err = r.liveReport(ctx, &pod); err != nil {
+			return ctrl.Result{}, err
+		}
+		want = desiredReport(&pod, d, old, r.now())
+		if err := r.write(ctx, old, want); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	// A report of an earlier pod of the same name is stale by definition.
 	if err := r.forget(ctx, req.NamespacedName, pod.UID); err != nil {
@@ -127,7 +147,18 @@ func (r *PodReconciler) currentReport(ctx context.Context, pod *corev1.Pod) (*re
 	return &rep, nil
 }
 
-// write creates or updates the report, only when its content changed.
+// liveReport reads the pod's report from the API server, past the cache.
+func (r *PodReconciler) liveReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
+	var rep reportsv1alpha2.PolicyReport
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, &rep); err != nil {
+		return nil, fmt.Errorf("read PolicyReport %s/%s: %w", pod.Namespace, reportName(pod), err)
+	}
+	return &rep, nil
+}
+
+// write creates or updates the report, only when its content changed. When
+// the report to create exists already, it returns the AlreadyExists error
+// unwrapped.
 func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.PolicyReport) error {
 	var err error
 	outcome := metrics.WriteUnchanged
@@ -136,7 +167,7 @@ func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.Po
 		outcome = metrics.WriteCreated
 		err = r.Create(ctx, want)
 		if apierrors.IsAlreadyExists(err) {
-			err = fmt.Errorf("report %s/%s appeared meanwhile: %w", want.Namespace, want.Name, err)
+			return err // the caller takes the existing report over
 		}
 	case !sameContent(old, want):
 		outcome = metrics.WriteUpdated

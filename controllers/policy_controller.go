@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
@@ -50,6 +51,9 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	generation, compileErr, known := r.Policies.Status(cip.Name)
 	if !known || generation != cip.Generation {
 		return ctrl.Result{RequeueAfter: storeLagRequeue}, nil
+	}
+	if err := r.seedTally(ctx); err != nil {
+		return ctrl.Result{}, err
 	}
 	status := *cip.Status.DeepCopy()
 	status.ObservedGeneration = cip.Generation
@@ -88,6 +92,31 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		r.events.normal(&cip, ReasonPolicyReady, after.Message)
 	}
 	return ctrl.Result{}, nil
+}
+
+// seedTally counts, once, the reports that exist when Vigil starts (the
+// cache holds only Vigil's), so that pod counts survive a restart.
+func (r *PolicyReconciler) seedTally(ctx context.Context) error {
+	if r.tally.isSeeded() {
+		return nil
+	}
+	var list reportsv1alpha2.PolicyReportList
+	if err := r.List(ctx, &list); err != nil {
+		return fmt.Errorf("list PolicyReports to count pods: %w", err)
+	}
+	reports := make(map[types.NamespacedName]map[string]string, len(list.Items))
+	for _, rep := range list.Items {
+		if rep.Scope == nil || rep.Scope.Kind != "Pod" {
+			continue
+		}
+		results := make(map[string]string, len(rep.Results))
+		for _, res := range rep.Results {
+			results[res.Policy] = string(res.Result)
+		}
+		reports[types.NamespacedName{Namespace: rep.Namespace, Name: rep.Scope.Name}] = results
+	}
+	r.tally.seed(reports)
+	return nil
 }
 
 // readyCondition states whether generation compiled.

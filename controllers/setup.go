@@ -10,12 +10,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -36,6 +38,10 @@ type Options struct {
 	// EventsPerSecond and EventBurst bound the events emitted.
 	EventsPerSecond float64
 	EventBurst      int
+	// SkipNameValidation lets one process set the verify path up more than
+	// once, as tests that restart the controller in-process do;
+	// controller-runtime otherwise refuses a second controller of a name.
+	SkipNameValidation bool
 }
 
 // DefaultOptions are the flags' defaults.
@@ -68,12 +74,13 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 		Named("clusterimagepolicy").
 		For(&v1beta1.ClusterImagePolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(countsChanged, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{SkipNameValidation: &o.SkipNameValidation}).
 		Complete(policies); err != nil {
 		return err
 	}
 
 	pods := &PodReconciler{
-		Client: m.GetClient(), Policies: m.Policies, NoMatch: m.Config, Scope: scope,
+		Client: m.GetClient(), APIReader: m.GetAPIReader(), Policies: m.Policies, NoMatch: m.Config, Scope: scope,
 		events: events, tally: counts, now: time.Now,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
@@ -103,18 +110,22 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 		Watches(&reportsv1alpha2.PolicyReport{}, handler.EnqueueRequestsFromMapFunc(reportToPod)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))
-		}), builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
-			if obj.GetName() != admission.ConfigMapName || obj.GetNamespace() != ns {
-				return nil
-			}
-			return pods.queueAll(ctx, metrics.TriggerPolicy)
-		})).
+		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deletionStarted))).
+		Watches(&corev1.ConfigMap{}, settingsChanged(ns, m.Config, pods)).
 		WatchesRawSource(source.Channel(policyChanged, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPolicy)
 		}))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: o.Workers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: o.Workers, SkipNameValidation: &o.SkipNameValidation}).
 		Complete(pods)
+}
+
+// deletionStarted passes the update of an object whose deletion began: a
+// namespace being deleted leaves the scope (Scope.Includes) with its labels
+// unchanged.
+var deletionStarted = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetDeletionTimestamp() == nil && e.ObjectNew.GetDeletionTimestamp() != nil
+	},
 }
 
 // reportToPod queues the pod a report is about, so a report deleted or edited
@@ -125,4 +136,37 @@ func reportToPod(_ context.Context, obj client.Object) []ctrl.Request {
 		return nil
 	}
 	return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: rep.Namespace, Name: rep.Scope.Name}}}
+}
+
+// settingsChanged follows the config-policy-controller ConfigMap in ns: it
+// applies the no-match-policy, then queues every pod, so that no pod is
+// judged again with the old setting (the manager's ConfigWatcher may see the
+// change later than this handler).
+func settingsChanged(ns string, config *admission.Config, pods *PodReconciler) handler.EventHandler {
+	apply := func(ctx context.Context, obj client.Object, gone bool, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok || cm.Name != admission.ConfigMapName || cm.Namespace != ns {
+			return
+		}
+		if gone {
+			cm = nil
+		}
+		if err := config.Update(cm); err != nil {
+			log.FromContext(ctx).Error(err, "bad setting")
+		}
+		for _, req := range pods.queueAll(ctx, metrics.TriggerPolicy) {
+			q.Add(req)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+			apply(ctx, e.Object, false, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+			apply(ctx, e.ObjectNew, false, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
+			apply(ctx, e.Object, true, q)
+		},
+	}
 }

@@ -15,6 +15,8 @@ type tally struct {
 	mu     sync.Mutex
 	pods   map[types.NamespacedName]map[string]string // pod -> policy -> result
 	counts map[string]map[string]int                  // policy -> result -> pods
+	// seeded is set once the reports found at start are counted.
+	seeded bool
 }
 
 func newTally() *tally {
@@ -26,6 +28,35 @@ func newTally() *tally {
 func (t *tally) set(pod types.NamespacedName, results map[string]string) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.setLocked(pod, results)
+}
+
+// seed counts, once, the results of reports written before this process
+// started, for the pods not judged yet: after a restart the counts keep
+// saying what the reports say, rather than drop to zero until every pod has
+// been judged again. Judging a pod corrects its entry, and forgetting it
+// removes it, as for any other.
+func (t *tally) seed(reports map[types.NamespacedName]map[string]string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seeded {
+		return
+	}
+	for pod, results := range reports {
+		if _, judged := t.pods[pod]; !judged {
+			t.setLocked(pod, results)
+		}
+	}
+	t.seeded = true
+}
+
+func (t *tally) isSeeded() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seeded
+}
+
+func (t *tally) setLocked(pod types.NamespacedName, results map[string]string) []string {
 	old := t.pods[pod]
 	var changed []string
 	for policy, r := range old {
