@@ -20,6 +20,10 @@ import (
 	"github.com/vigil-dev/vigil/internal/policystore"
 )
 
+// conflictRequeue is how soon a pod whose report changed under a write is
+// judged again.
+const conflictRequeue = 100 * time.Millisecond
+
 // scopeNameIndex indexes Vigil's PolicyReports by the name of their pod.
 const scopeNameIndex = "scope.name"
 
@@ -95,6 +99,10 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	want := desiredReport(&pod, d, old, r.now())
 	if err := r.write(ctx, old, want); err != nil {
+		if apierrors.IsConflict(err) {
+			// Judge again once the cache has the newer report.
+			return ctrl.Result{RequeueAfter: conflictRequeue}, nil
+		}
 		if old != nil || !apierrors.IsAlreadyExists(err) {
 			return ctrl.Result{}, err
 		}
@@ -176,6 +184,9 @@ func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.Po
 		updated.OwnerReferences, updated.Scope = want.OwnerReferences, want.Scope
 		updated.Summary, updated.Results = want.Summary, want.Results
 		err = r.Update(ctx, updated)
+	}
+	if apierrors.IsConflict(err) {
+		return err // the cache was behind: not a failure, the caller retries
 	}
 	if err != nil {
 		metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()

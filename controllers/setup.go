@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	crmanager "sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -38,6 +39,9 @@ type Options struct {
 	// EventsPerSecond and EventBurst bound the events emitted.
 	EventsPerSecond float64
 	EventBurst      int
+	// ResyncPeriod is how often every pod is judged again although nothing
+	// changed, which bounds how stale a report can be if an event was lost.
+	ResyncPeriod time.Duration
 	// SkipNameValidation lets one process set the verify path up more than
 	// once, as tests that restart the controller in-process do;
 	// controller-runtime otherwise refuses a second controller of a name.
@@ -46,7 +50,7 @@ type Options struct {
 
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
-	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 4, EventsPerSecond: 10, EventBurst: 100}
+	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 4, EventsPerSecond: 10, EventBurst: 100, ResyncPeriod: 10 * time.Minute}
 }
 
 // Setup adds the pod and policy reconcilers to m. They run on the leader only.
@@ -104,6 +108,12 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 		default: // one pending re-judgement covers this change too
 		}
 	})
+	resync := make(chan event.GenericEvent, 1)
+	if o.ResyncPeriod > 0 {
+		if err := m.Add(ticker(o.ResyncPeriod, resync)); err != nil {
+			return err
+		}
+	}
 	return ctrl.NewControllerManagedBy(m).
 		Named("pod").
 		For(&corev1.Pod{}).
@@ -115,8 +125,31 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 		WatchesRawSource(source.Channel(policyChanged, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPolicy)
 		}))).
+		WatchesRawSource(source.Channel(resync, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []ctrl.Request {
+			return pods.queueAll(ctx, metrics.TriggerResync)
+		}))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.Workers, SkipNameValidation: &o.SkipNameValidation}).
 		Complete(pods)
+}
+
+// ticker sends an event on ch every period, on the leader, skipping a tick
+// while the previous one is still pending.
+func ticker(period time.Duration, ch chan<- event.GenericEvent) crmanager.RunnableFunc {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				select {
+				case ch <- event.GenericEvent{Object: &corev1.Pod{}}:
+				default:
+				}
+			}
+		}
+	}
 }
 
 // deletionStarted passes the update of an object whose deletion began: a

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -722,4 +723,33 @@ func kubectlRows(t *testing.T, args ...string) [][]string {
 		rows = append(rows, strings.Fields(line))
 	}
 	return rows
+}
+
+// Every pod is judged again each resync period although nothing changed, and
+// an unchanged report is not written again.
+func TestResync(t *testing.T) {
+	opts := controllers.DefaultOptions()
+	opts.ResyncPeriod = 300 * time.Millisecond
+	startVigil(t, opts)
+	ns := newNamespace("resync", true)
+	create(t, ns)
+	create(t, seedPolicy(t, "resync-caps", glob("resync")...))
+	pod := newPod(ns.Name, "app", image("resync", "app"))
+	create(t, pod)
+	rep := waitForResults(t, pod, results{"resync-caps": pass})
+
+	before := metricSum(t, "vigil_evaluations_total", map[string]string{"trigger": "resync"})
+	eventually(t, 30*time.Second, func() error {
+		if got := metricSum(t, "vigil_evaluations_total", map[string]string{"trigger": "resync"}); got < before+2 {
+			return fmt.Errorf("%v resync evaluations since the start, want at least 2", got-before)
+		}
+		return nil
+	})
+	again, err := reportOf(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ResourceVersion != rep.ResourceVersion {
+		t.Errorf("the report was rewritten by a resync that changed nothing (resourceVersion %s -> %s)", rep.ResourceVersion, again.ResourceVersion)
+	}
 }
