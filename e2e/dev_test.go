@@ -121,6 +121,7 @@ func TestDevUsageErrors(t *testing.T) {
 		{"no nodes", []string{"--nodes", "0"}, []string{"--nodes"}},
 		{"not a number of nodes", []string{"--nodes", "three"}, []string{"--nodes"}},
 		{"bad metrics address", []string{"--metrics-bind-address", "8080"}, []string{"--metrics-bind-address"}},
+		{"short webhook name", []string{"--webhook-name", "policy"}, []string{"--webhook-name", "three labels"}},
 		{"unknown flag", []string{"--node", "3"}, []string{"unknown flag"}},
 		{"argument", []string{"now"}, []string{"unknown command"}},
 	} {

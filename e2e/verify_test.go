@@ -17,8 +17,10 @@ import (
 //
 // The subtests run one after another, each in its own namespace with images
 // under example.com/<subtest>/ that only its own policies match.
+//
+// It runs Vigil's webhook under another name, as beside policy-controller.
 func TestVerify(t *testing.T) {
-	d := startDev(t)
+	d := startDev(t, "--webhook-name", "vigil.policy.sigstore.dev")
 	t.Logf("vigil dev ready after %s", d.ReadyAfter.Round(100*time.Millisecond))
 
 	t.Run("a pod admitted under a warn-mode policy gets a warn result", func(t *testing.T) {
@@ -169,8 +171,8 @@ spec:
 
 		// Admission agrees with the reports: a new NET_ADMIN pod is denied.
 		r := d.run(t, pod("bad-3", "NET_ADMIN"), "apply", "-f", "-")
-		if r.Code == 0 || !strings.Contains(r.Stderr, "failed policy: ver-strict: spec.containers[0].image") {
-			t.Errorf("a new NET_ADMIN pod: %s; want a denial by ver-strict", r)
+		if r.Code == 0 || !strings.Contains(r.Stderr, `admission webhook "vigil.policy.sigstore.dev" denied the request: validation failed: failed policy: ver-strict: spec.containers[0].image`) {
+			t.Errorf("a new NET_ADMIN pod: %s; want a denial by ver-strict from the webhook named by --webhook-name", r)
 		}
 		waitMetric(t, d, "vigil_admission_requests_total", map[string]string{"decision": "denied"}, ">= 1",
 			func(v float64, _ bool) bool { return v >= 1 })

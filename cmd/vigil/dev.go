@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -26,7 +28,14 @@ import (
 // against the dev cluster until ctx ends, and closes ready once it serves.
 // The manager's code sets it; while it is nil, `vigil dev` runs the cluster
 // alone.
-var runManager func(ctx context.Context, cfg *rest.Config, metricsAddr string, ready chan<- struct{}) error
+var runManager func(ctx context.Context, cfg *rest.Config, o managerOptions, ready chan<- struct{}) error
+
+// managerOptions are the flags of `vigil dev` that concern the manager.
+type managerOptions struct {
+	metricsAddr string
+	// webhookName is the name kube-apiserver shows in denials.
+	webhookName string
+}
 
 // includeLabel opts a namespace in to Vigil's webhook, as with policy-controller.
 const includeLabel = "policy.sigstore.dev/include"
@@ -40,10 +49,11 @@ type devOptions struct {
 	assets        string
 	nodes         int
 	metricsAddr   string
+	webhookName   string
 }
 
 func newDevCommand() *cobra.Command {
-	o := devOptions{kubeconfigOut: filepath.Join(".vigil", "kubeconfig"), nodes: devenv.DefaultNodes, metricsAddr: "127.0.0.1:8080"}
+	o := devOptions{kubeconfigOut: filepath.Join(".vigil", "kubeconfig"), nodes: devenv.DefaultNodes, metricsAddr: "127.0.0.1:8080", webhookName: "policy.sigstore.dev"}
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Start a local cluster (etcd, kube-apiserver, kwok nodes) with Vigil in it",
@@ -74,6 +84,7 @@ The binaries come from --assets, else $KUBEBUILDER_ASSETS, else bin/
 	f.StringVar(&o.assets, "assets", "", "directory of etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (default $KUBEBUILDER_ASSETS, else bin/)")
 	f.IntVar(&o.nodes, "nodes", o.nodes, "number of simulated nodes, each with room for 110 pods")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, "address of the manager's metrics endpoint (plain HTTP); 0 disables it")
+	f.StringVar(&o.webhookName, "webhook-name", o.webhookName, "name of the pod webhook, shown in denials; rename it to run beside policy-controller")
 	return cmd
 }
 
@@ -83,6 +94,9 @@ func (o devOptions) validate() error {
 	}
 	if o.nodes < 1 {
 		return fmt.Errorf("--nodes %d: need at least one node", o.nodes)
+	}
+	if errs := validation.IsDNS1123Subdomain(o.webhookName); len(errs) > 0 || strings.Count(o.webhookName, ".") < 2 {
+		return fmt.Errorf("--webhook-name %q: want a fully qualified name of at least three labels, such as vigil.policy.sigstore.dev", o.webhookName)
 	}
 	if o.metricsAddr != "0" {
 		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
@@ -133,7 +147,7 @@ func runDev(cmd *cobra.Command, o devOptions) (err error) {
 	}
 
 	managerCtx, stopManager := context.WithCancel(ctx)
-	managerDone, err := startManager(managerCtx, cluster, o.metricsAddr)
+	managerDone, err := startManager(managerCtx, cluster, managerOptions{metricsAddr: o.metricsAddr, webhookName: o.webhookName})
 	defer func() {
 		stopManager()
 		// Told to stop, the manager has nothing more to say that changes the
@@ -202,13 +216,13 @@ func prepareCluster(ctx context.Context, cluster *devenv.Cluster) error {
 // startManager starts runManager, when set, and waits until it is ready. The
 // returned channel yields what runManager returned; it is nil (never ready to
 // receive) when there is no manager.
-func startManager(ctx context.Context, cluster *devenv.Cluster, metricsAddr string) (chan error, error) {
+func startManager(ctx context.Context, cluster *devenv.Cluster, mo managerOptions) (chan error, error) {
 	if runManager == nil {
 		return nil, nil
 	}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- runManager(ctx, cluster.RESTConfig(), metricsAddr, ready) }()
+	go func() { done <- runManager(ctx, cluster.RESTConfig(), mo, ready) }()
 	select {
 	case <-ready:
 		return done, nil

@@ -33,7 +33,7 @@ const devReadyTimeout = 2 * time.Minute
 // runDevManager runs the manager in-process for `vigil dev`: the webhook on
 // loopback (https://localhost:PORT, with a certificate cert-controller makes
 // for localhost), metrics over plain HTTP, no leader election.
-func runDevManager(ctx context.Context, cfg *rest.Config, metricsAddr string, ready chan<- struct{}) error {
+func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, ready chan<- struct{}) error {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	c, err := client.New(cfg, client.Options{Scheme: apis.NewScheme()})
 	if err != nil {
@@ -60,7 +60,7 @@ func runDevManager(ctx context.Context, cfg *rest.Config, metricsAddr string, re
 		return fmt.Errorf("create Secret %s/%s: %w", ns, secret.Name, err)
 	}
 	vwc := admission.Configuration(admission.ConfigurationOptions{
-		Name: manager.DefaultWebhookConfigName, WorkloadWebhookName: manager.DefaultWebhookName,
+		Name: manager.DefaultWebhookConfigName, WorkloadWebhookName: o.webhookName,
 		Namespace: ns, URL: "https://localhost:" + strconv.Itoa(port),
 	})
 	if err := c.Create(ctx, vwc); err != nil {
@@ -69,7 +69,7 @@ func runDevManager(ctx context.Context, cfg *rest.Config, metricsAddr string, re
 
 	m, err := manager.New(cfg, manager.Options{
 		Namespace:          ns,
-		MetricsBindAddress: metricsAddr,
+		MetricsBindAddress: o.metricsAddr,
 		// `vigil dev` is local: the probes are not needed and the webhook
 		// readiness is checked below instead.
 		HealthProbeBindAddress: "0",
