@@ -240,7 +240,7 @@ func (r *PodReconciler) announce(pod *corev1.Pod, old, want *reportsv1alpha2.Pol
 		case reportsv1alpha2.ResultFail, reportsv1alpha2.ResultWarn:
 			r.events.warning(pod, ReasonPolicyViolation, fmt.Sprintf("%s (%s): %s", res.Policy, res.Result, res.Description))
 			if old != nil && (!had || was == reportsv1alpha2.ResultPass) {
-				metrics.Drift.WithLabelValues(res.Policy).Inc()
+				metrics.AddDrift(res.Policy, pod.Namespace)
 			}
 		case reportsv1alpha2.ResultPass:
 			if was == reportsv1alpha2.ResultFail || was == reportsv1alpha2.ResultWarn {

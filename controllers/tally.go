@@ -12,15 +12,20 @@ import (
 // vigil_policy_results gauge and the pod counts in ClusterImagePolicy status
 // come from it, so they agree with the reports by construction.
 type tally struct {
-	mu     sync.Mutex
-	pods   map[types.NamespacedName]map[string]string // pod -> policy -> result
-	counts map[string]map[string]int                  // policy -> result -> pods
+	mu          sync.Mutex
+	pods        map[types.NamespacedName]map[string]string // pod -> policy -> result
+	counts      map[string]map[string]int                  // policy -> result -> pods
+	byNamespace map[namespacedCount]int
 	// seeded is set once the reports found at start are counted.
 	seeded bool
 }
 
 func newTally() *tally {
-	return &tally{pods: map[types.NamespacedName]map[string]string{}, counts: map[string]map[string]int{}}
+	return &tally{
+		pods:        map[types.NamespacedName]map[string]string{},
+		counts:      map[string]map[string]int{},
+		byNamespace: map[namespacedCount]int{},
+	}
 }
 
 // set records pod's results (nil: the pod is no longer judged) and returns the
@@ -61,13 +66,13 @@ func (t *tally) setLocked(pod types.NamespacedName, results map[string]string) [
 	var changed []string
 	for policy, r := range old {
 		if results[policy] != r {
-			t.addLocked(policy, r, -1)
+			t.addLocked(pod.Namespace, policy, r, -1)
 			changed = append(changed, policy)
 		}
 	}
 	for policy, r := range results {
 		if old[policy] != r {
-			t.addLocked(policy, r, +1)
+			t.addLocked(pod.Namespace, policy, r, +1)
 			if _, had := old[policy]; !had {
 				changed = append(changed, policy)
 			}
@@ -81,15 +86,25 @@ func (t *tally) setLocked(pod types.NamespacedName, results map[string]string) [
 	return changed
 }
 
-func (t *tally) addLocked(policy, result string, n int) {
+func (t *tally) addLocked(namespace, policy, result string, n int) {
 	c := t.counts[policy]
 	if c == nil {
 		c = map[string]int{}
 		t.counts[policy] = c
 	}
 	c[result] += n
-	metrics.PolicyResults.WithLabelValues(policy, result).Set(float64(c[result]))
+	if !metrics.NamespaceLabel() {
+		metrics.SetPolicyResults(policy, result, "", c[result])
+		return
+	}
+	k := namespacedCount{policy: policy, result: result, namespace: namespace}
+	t.byNamespace[k] += n
+	metrics.SetPolicyResults(policy, result, namespace, t.byNamespace[k])
 }
+
+// namespacedCount keys the counts behind the namespace label of
+// vigil_policy_results, kept only when that label is on.
+type namespacedCount struct{ policy, result, namespace string }
 
 // count is the number of pods with result for policy.
 func (t *tally) count(policy, result string) int {
@@ -103,11 +118,16 @@ func (t *tally) count(policy, result string) int {
 func (t *tally) forgetPolicy(policy string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for result, n := range t.counts[policy] {
+	for _, n := range t.counts[policy] {
 		if n != 0 {
 			return
 		}
-		metrics.PolicyResults.DeleteLabelValues(policy, result)
 	}
+	metrics.ForgetPolicy(policy)
 	delete(t.counts, policy)
+	for k := range t.byNamespace {
+		if k.policy == policy {
+			delete(t.byNamespace, k)
+		}
+	}
 }

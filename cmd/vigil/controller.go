@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigil-dev/vigil/controllers"
 	"github.com/vigil-dev/vigil/internal/manager"
+	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
 )
 
@@ -21,6 +22,7 @@ func newControllerCommand() *cobra.Command {
 		serviceName string
 		zapOpts     zap.Options
 		verify      = controllers.DefaultOptions()
+		nsLabel     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "controller",
@@ -40,6 +42,11 @@ configuration --webhook-config-name.`,
 			opts.NoMatchPolicy = p
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			if nsLabel {
+				if err := metrics.UseNamespaceLabel(); err != nil {
+					return err
+				}
+			}
 			cfg, err := ctrl.GetConfig()
 			if err != nil {
 				return fmt.Errorf("kubeconfig: %w", err)
@@ -73,6 +80,7 @@ configuration --webhook-config-name.`,
 	f.StringVar(&opts.WebhookConfigName, "webhook-config-name", manager.DefaultWebhookConfigName, "ValidatingWebhookConfiguration whose caBundle is kept current")
 	f.StringVar(&noMatch, "no-match-policy", string(policy.NoMatchDeny), "deny, warn or allow images no policy covers, unless the config-policy-controller ConfigMap says otherwise")
 	f.StringVar(&verify.NamespaceSelector, "namespace-selector", verify.NamespaceSelector, "label selector of the namespaces whose running pods are verified; empty: every namespace but kube-system and Vigil's own")
+	f.BoolVar(&nsLabel, "metrics-namespace-label", false, "add a namespace label to vigil_policy_results and vigil_drift_total (one series per namespace and policy)")
 	f.IntVar(&verify.Workers, "workers", verify.Workers, "pods judged at once by the verify path")
 	f.Float64Var(&verify.EventsPerSecond, "events-per-second", verify.EventsPerSecond, "sustained rate of PolicyViolation and PolicyCompliant events; bursts beyond it are dropped and counted")
 	f.DurationVar(&verify.ResyncPeriod, "resync-period", verify.ResyncPeriod, "how often every pod is judged again although nothing changed; 0 turns it off")

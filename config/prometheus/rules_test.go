@@ -383,7 +383,15 @@ func vigilMetrics(t *testing.T, root string) map[string]metricDef {
 			return true
 		}
 		if len(call.Args) > 1 {
-			labels, ok := call.Args[1].(*ast.CompositeLit)
+			arg := call.Args[1]
+			// withNamespace(labels, ...) adds the optional namespace label
+			// (--metrics-namespace-label); the rules rely on the others only.
+			if c, ok := arg.(*ast.CallExpr); ok && len(c.Args) > 0 {
+				if fn, ok := c.Fun.(*ast.Ident); ok && fn.Name == "withNamespace" {
+					arg = c.Args[0]
+				}
+			}
+			labels, ok := arg.(*ast.CompositeLit)
 			if !ok {
 				t.Errorf("%s: the labels of %s are not a literal", pos, name)
 				return true

@@ -1,10 +1,13 @@
 // Package metrics defines Vigil's Prometheus metrics (prefix vigil_) and
 // registers them in controller-runtime's registry, which the manager serves.
-// Labels are bounded: policy names, results, kinds and triggers, never pods
-// or namespaces.
+// Labels are bounded: policy names, results, kinds and triggers, never pods,
+// and namespaces only when UseNamespaceLabel asks for them.
 package metrics
 
 import (
+	"errors"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
@@ -37,17 +40,14 @@ const (
 )
 
 var (
-	// PolicyResults is the number of running pods per policy per result, now.
-	PolicyResults = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "vigil_policy_results",
-		Help: "Running pods per policy and result (pass, fail, warn, error), as their PolicyReports say now.",
-	}, []string{"policy", "result"})
+	// PolicyResults is the number of running pods per policy per result, now
+	// (and per namespace with UseNamespaceLabel). Set it through
+	// SetPolicyResults; it is registered at first use.
+	PolicyResults *prometheus.GaugeVec
 
-	// Drift counts results of pods that already have a report turning fail or warn.
-	Drift = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "vigil_drift_total",
-		Help: "Results of already-reported pods that turned fail or warn (from pass, or from nothing because the policy is new or its match changed).",
-	}, []string{"policy"})
+	// Drift counts results of pods that already have a report turning fail
+	// or warn. Count it through AddDrift; it is registered at first use.
+	Drift *prometheus.CounterVec
 
 	// Evaluations counts decisions by trigger and result.
 	Evaluations = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -100,9 +100,81 @@ var (
 	})
 )
 
+// The per-pod metrics are registered once, with or without the namespace
+// label: a registry never accepts one name with two label sets.
+var (
+	perPod         sync.Once
+	namespaceLabel bool
+)
+
+func registerPerPod(byNamespace bool) (registered bool) {
+	perPod.Do(func() {
+		namespaceLabel = byNamespace
+		PolicyResults = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigil_policy_results",
+			Help: "Running pods per policy and result (pass, fail, warn, error), as their PolicyReports say now.",
+		}, withNamespace([]string{"policy", "result"}, byNamespace))
+		Drift = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_drift_total",
+			Help: "Results of already-reported pods that turned fail or warn (from pass, or from nothing because the policy is new or its match changed).",
+		}, withNamespace([]string{"policy"}, byNamespace))
+		crmetrics.Registry.MustRegister(PolicyResults, Drift)
+		registered = true
+	})
+	return registered
+}
+
+func withNamespace(labels []string, byNamespace bool) []string {
+	if byNamespace {
+		return append(labels, "namespace")
+	}
+	return labels
+}
+
+// UseNamespaceLabel adds a namespace label to vigil_policy_results and
+// vigil_drift_total, for those who accept one series per namespace and
+// policy. It must come before anything is recorded.
+func UseNamespaceLabel() error {
+	if !registerPerPod(true) && !namespaceLabel {
+		return errors.New("the namespace label must be chosen before any pod result is recorded")
+	}
+	return nil
+}
+
+// NamespaceLabel says whether the per-pod metrics carry a namespace label.
+func NamespaceLabel() bool {
+	registerPerPod(false)
+	return namespaceLabel
+}
+
+// SetPolicyResults sets the number of pods with result for policy; namespace
+// is used only with the namespace label.
+func SetPolicyResults(policy, result, namespace string, pods int) {
+	if NamespaceLabel() {
+		PolicyResults.WithLabelValues(policy, result, namespace).Set(float64(pods))
+		return
+	}
+	PolicyResults.WithLabelValues(policy, result).Set(float64(pods))
+}
+
+// AddDrift counts one drift of a pod in namespace against policy.
+func AddDrift(policy, namespace string) {
+	if NamespaceLabel() {
+		Drift.WithLabelValues(policy, namespace).Inc()
+		return
+	}
+	Drift.WithLabelValues(policy).Inc()
+}
+
+// ForgetPolicy drops every vigil_policy_results series of policy.
+func ForgetPolicy(policy string) {
+	registerPerPod(false)
+	PolicyResults.DeletePartialMatch(prometheus.Labels{"policy": policy})
+}
+
 func init() {
 	crmetrics.Registry.MustRegister(
-		PolicyResults, Drift, Evaluations, EvaluationDuration, AdmissionRequests,
+		Evaluations, EvaluationDuration, AdmissionRequests,
 		AdmissionDuration, ReportWrites, PolicyReady, EventsDropped, LastEvaluation,
 	)
 }
