@@ -28,11 +28,15 @@ help: ## Show the targets and what they do.
 ##@ Development
 
 .PHONY: manifests
+# The chart installs what config/default does, so not the openreports.io CRDs:
+# config/overlays/openreports adds them from its own copy (kustomize reads only
+# files below an overlay's directory).
 manifests: $(CONTROLLER_GEN) ## Generate the CRDs, RBAC (from markers) and webhook configuration (from internal/admission).
 	$(CONTROLLER_GEN) crd paths=./apis/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-role paths=./controllers/... paths=./internal/manager/... output:rbac:artifacts:config=config/rbac
 	go run ./hack/webhookgen > config/webhook/manifests.yaml
-	rm -f charts/vigil/crds/*.yaml; cp config/crd/bases/*.yaml charts/vigil/crds/
+	rm -f charts/vigil/crds/*.yaml; cp $$(ls config/crd/bases/*.yaml | grep -v '/openreports\.io_') charts/vigil/crds/
+	rm -f config/overlays/openreports/crds/*.yaml; cp config/crd/bases/openreports.io_*.yaml config/overlays/openreports/crds/
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods for the API types.
@@ -52,7 +56,7 @@ lint: vet ## Check formatting and run go vet.
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 .PHONY: verify
-GENERATED = apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml config/rbac/role.yaml config/webhook/manifests.yaml charts/vigil/crds/*.yaml
+GENERATED = apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml config/rbac/role.yaml config/webhook/manifests.yaml charts/vigil/crds/*.yaml config/overlays/openreports/crds/*.yaml
 
 verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs, RBAC, webhooks) are stale or code is not formatted.
 	@before=$$(cat $(GENERATED) 2>/dev/null | sha256sum); \

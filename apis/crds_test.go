@@ -65,6 +65,8 @@ func TestCRDsInstalled(t *testing.T) {
 		{"clusterimagepolicies.policy.sigstore.dev", apiextensionsv1.ClusterScoped, "cip", map[string]bool{"v1alpha1": false, "v1beta1": true}},
 		{"policyreports.wgpolicyk8s.io", apiextensionsv1.NamespaceScoped, "polr", map[string]bool{"v1alpha2": true}},
 		{"clusterpolicyreports.wgpolicyk8s.io", apiextensionsv1.ClusterScoped, "cpolr", map[string]bool{"v1alpha2": true}},
+		{"reports.openreports.io", apiextensionsv1.NamespaceScoped, "reps", map[string]bool{"v1alpha1": true}},
+		{"clusterreports.openreports.io", apiextensionsv1.ClusterScoped, "creps", map[string]bool{"v1alpha1": true}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

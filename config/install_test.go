@@ -59,10 +59,17 @@ var webhookObjects = []objectKey{
 
 var clusterImagePolicyCRD = objectKey{"CustomResourceDefinition", "", "clusterimagepolicies.policy.sigstore.dev"}
 
+// What the openreports overlay adds to config/default.
+var openReportsCRDs = []objectKey{
+	{"CustomResourceDefinition", "", "reports.openreports.io"},
+	{"CustomResourceDefinition", "", "clusterreports.openreports.io"},
+}
+
 const (
-	defaultDir = "config/default"
-	besideDir  = "config/overlays/beside-policy-controller"
-	chartDir   = "charts/vigil"
+	defaultDir     = "config/default"
+	besideDir      = "config/overlays/beside-policy-controller"
+	openReportsDir = "config/overlays/openreports"
+	chartDir       = "charts/vigil"
 	// The manager's --cert-dir default, where the certificate Secret is mounted.
 	certDir = "/tmp/k8s-webhook-server/serving-certs"
 )
@@ -173,7 +180,19 @@ func TestBesidePolicyControllerOverlay(t *testing.T) {
 	}
 }
 
-// The chart's crds/ are config/crd/bases, copied by `make manifests`.
+func TestOpenReportsOverlay(t *testing.T) {
+	objs := kustomize(t, openReportsDir)
+	assertKeys(t, objs, append(slices.Clone(defaultObjects), openReportsCRDs...))
+
+	dep := byKey(objs)[objectKey{"Deployment", manager.DefaultNamespace, "vigil-controller"}]
+	if args := stringSlice(container(t, dep)["args"]); !slices.Contains(args, "--report-api="+string(manager.ReportAPIOpenReports)) {
+		t.Errorf("manager args = %q, want --report-api=%s", args, manager.ReportAPIOpenReports)
+	}
+}
+
+// The chart's crds/ are config/crd/bases but the openreports.io CRDs, which
+// the overlay config/overlays/openreports holds in its crds/; `make
+// manifests` copies both.
 func TestChartCRDsAreGenerated(t *testing.T) {
 	root := repoRoot(t)
 	list := func(dir string) []string {
@@ -186,21 +205,36 @@ func TestChartCRDsAreGenerated(t *testing.T) {
 		}
 		return names
 	}
-	bases, chart := list("config/crd/bases"), list(chartDir+"/crds")
-	if !slices.Equal(bases, chart) {
-		t.Fatalf("charts/vigil/crds holds %q, config/crd/bases %q: run `make manifests`", chart, bases)
+	var forChart, forOverlay []string
+	for _, name := range list("config/crd/bases") {
+		if strings.HasPrefix(name, "openreports.io_") {
+			forOverlay = append(forOverlay, name)
+		} else {
+			forChart = append(forChart, name)
+		}
 	}
-	for _, name := range bases {
-		want, err := os.ReadFile(filepath.Join(root, "config/crd/bases", name))
-		if err != nil {
-			t.Fatal(err)
+	for _, copies := range []struct {
+		dir  string
+		want []string
+	}{
+		{chartDir + "/crds", forChart},
+		{openReportsDir + "/crds", forOverlay},
+	} {
+		if got := list(copies.dir); !slices.Equal(got, copies.want) {
+			t.Fatalf("%s holds %q, want %q of config/crd/bases: run `make manifests`", copies.dir, got, copies.want)
 		}
-		got, err := os.ReadFile(filepath.Join(root, chartDir, "crds", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("charts/vigil/crds/%s differs from config/crd/bases/%s: run `make manifests`", name, name)
+		for _, name := range copies.want {
+			want, err := os.ReadFile(filepath.Join(root, "config/crd/bases", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(root, copies.dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s/%s differs from config/crd/bases/%s: run `make manifests`", copies.dir, name, name)
+			}
 		}
 	}
 }
@@ -344,7 +378,7 @@ func TestKustomizeAcceptedByAPIServer(t *testing.T) {
 	writeYAML(t, nsFile, ns)
 	runTool(t, kubectl, "--kubeconfig", kubeconfigPath, "apply", "--server-side", "-f", nsFile)
 
-	for _, dir := range []string{defaultDir, besideDir} {
+	for _, dir := range []string{defaultDir, besideDir, openReportsDir} {
 		t.Run(dir, func(t *testing.T) {
 			objs := kustomize(t, dir)
 			cmd := exec.Command(kubectl, "--kubeconfig", kubeconfigPath,
@@ -395,7 +429,7 @@ func TestManagerPassesRestrictedPolicies(t *testing.T) {
 	}
 	set := policy.NewSet(compiled, nil)
 
-	for _, dir := range []string{defaultDir, besideDir} {
+	for _, dir := range []string{defaultDir, besideDir, openReportsDir} {
 		t.Run(dir, func(t *testing.T) {
 			dep := byKey(kustomize(t, dir))[objectKey{"Deployment", manager.DefaultNamespace, "vigil-controller"}]
 			tmpl, _ := dig(dep, "spec", "template").(map[string]any)

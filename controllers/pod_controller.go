@@ -24,18 +24,22 @@ import (
 // judged again.
 const conflictRequeue = 100 * time.Millisecond
 
-// scopeNameIndex indexes Vigil's PolicyReports by the name of their pod.
+// scopeNameIndex indexes Vigil's reports by the name of their pod.
 const scopeNameIndex = "scope.name"
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=openreports.io,resources=reports,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// PodReconciler keeps one PolicyReport per running pod in scope, stating what
-// admission would decide about the pod now.
+// PodReconciler keeps one report per running pod in scope, stating what
+// admission would decide about the pod now: a PolicyReport, or a Report with
+// --report-api=openreports.io/v1alpha1.
 type PodReconciler struct {
 	client.Client
+	// reports is the API the reports are stored in.
+	reports  reportKind
 	Policies *policystore.Store
 	NoMatch  admission.NoMatchSource
 	Scope    *Scope
@@ -144,24 +148,20 @@ func (r *PodReconciler) judged(ctx context.Context, pod *corev1.Pod) (bool, erro
 
 // currentReport is the pod's report, or nil.
 func (r *PodReconciler) currentReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
-	var rep reportsv1alpha2.PolicyReport
-	err := r.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, &rep)
+	rep, err := getReport(ctx, r.Client, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &rep, nil
+	return rep, err
 }
 
 // liveReport reads the pod's report from the API server, past the cache.
 func (r *PodReconciler) liveReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
-	var rep reportsv1alpha2.PolicyReport
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, &rep); err != nil {
-		return nil, fmt.Errorf("read PolicyReport %s/%s: %w", pod.Namespace, reportName(pod), err)
+	rep, err := getReport(ctx, r.APIReader, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)})
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s/%s: %w", r.reports.name(), pod.Namespace, reportName(pod), err)
 	}
-	return &rep, nil
+	return rep, nil
 }
 
 // write creates or updates the report, only when its content changed. When
@@ -173,7 +173,7 @@ func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.Po
 	switch {
 	case old == nil:
 		outcome = metrics.WriteCreated
-		err = r.Create(ctx, want)
+		err = r.Create(ctx, r.reports.toStored(want))
 		if apierrors.IsAlreadyExists(err) {
 			return err // the caller takes the existing report over
 		}
@@ -183,14 +183,14 @@ func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.Po
 		updated.Labels = mergeLabels(updated.Labels, want.Labels)
 		updated.OwnerReferences, updated.Scope = want.OwnerReferences, want.Scope
 		updated.Summary, updated.Results = want.Summary, want.Results
-		err = r.Update(ctx, updated)
+		err = r.Update(ctx, r.reports.toStored(updated))
 	}
 	if apierrors.IsConflict(err) {
 		return err // the cache was behind: not a failure, the caller retries
 	}
 	if err != nil {
 		metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
-		return fmt.Errorf("write PolicyReport %s/%s: %w", want.Namespace, want.Name, err)
+		return fmt.Errorf("write %s %s/%s: %w", r.reports.name(), want.Namespace, want.Name, err)
 	}
 	metrics.ReportWrites.WithLabelValues(outcome).Inc()
 	return nil
@@ -199,18 +199,18 @@ func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.Po
 // forget deletes the reports of the pod key, except the one of the pod with
 // UID keep, and drops the pod from the counts when keep is empty.
 func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, keep types.UID) error {
-	var reports reportsv1alpha2.PolicyReportList
-	if err := r.List(ctx, &reports, client.InNamespace(key.Namespace), client.MatchingFields{scopeNameIndex: key.Name}); err != nil {
+	reports, err := listReports(ctx, r.Client, r.reports, client.InNamespace(key.Namespace), client.MatchingFields{scopeNameIndex: key.Name})
+	if err != nil {
 		return err
 	}
-	for i := range reports.Items {
-		rep := &reports.Items[i]
+	for i := range reports {
+		rep := &reports[i]
 		if keep != "" && rep.Name == string(keep) {
 			continue
 		}
-		if err := r.Delete(ctx, rep); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.Delete(ctx, r.reports.toStored(rep)); err != nil && !apierrors.IsNotFound(err) {
 			metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
-			return fmt.Errorf("delete PolicyReport %s/%s: %w", rep.Namespace, rep.Name, err)
+			return fmt.Errorf("delete %s %s/%s: %w", r.reports.name(), rep.Namespace, rep.Name, err)
 		}
 		metrics.ReportWrites.WithLabelValues(metrics.WriteDeleted).Inc()
 	}

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
-	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
@@ -32,6 +31,8 @@ const storeLagRequeue = 200 * time.Millisecond
 type PolicyReconciler struct {
 	client.Client
 	Policies *policystore.Store
+	// reports is the API the reports are stored in.
+	reports reportKind
 
 	events *eventEmitter
 	tally  *tally
@@ -100,12 +101,12 @@ func (r *PolicyReconciler) seedTally(ctx context.Context) error {
 	if r.tally.isSeeded() {
 		return nil
 	}
-	var list reportsv1alpha2.PolicyReportList
-	if err := r.List(ctx, &list); err != nil {
-		return fmt.Errorf("list PolicyReports to count pods: %w", err)
+	list, err := listReports(ctx, r.Client, r.reports)
+	if err != nil {
+		return fmt.Errorf("list %ss to count pods: %w", r.reports.name(), err)
 	}
-	reports := make(map[types.NamespacedName]map[string]string, len(list.Items))
-	for _, rep := range list.Items {
+	reports := make(map[types.NamespacedName]map[string]string, len(list))
+	for _, rep := range list {
 		if rep.Scope == nil || rep.Scope.Kind != "Pod" {
 			continue
 		}

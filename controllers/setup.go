@@ -1,6 +1,7 @@
 // Package controllers holds the verify path: reconcilers that judge running
 // pods again whenever they or a policy change, and record the outcome in
-// PolicyReports, events, metrics and ClusterImagePolicy status.
+// PolicyReports (or openreports.io Reports), events, metrics and
+// ClusterImagePolicy status.
 package controllers
 
 import (
@@ -23,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
-	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/manager"
 	"github.com/vigil-dev/vigil/internal/metrics"
@@ -59,13 +59,16 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 	if err != nil {
 		return err
 	}
-	if err := m.GetFieldIndexer().IndexField(ctx, &reportsv1alpha2.PolicyReport{}, scopeNameIndex, func(obj client.Object) []string {
-		if rep, ok := obj.(*reportsv1alpha2.PolicyReport); ok && rep.Scope != nil {
-			return []string{rep.Scope.Name}
+	// The reports are PolicyReports or openreports.io Reports, as the
+	// manager caches them (--report-api); the reconcilers do not tell.
+	reports := reportKindFor(m.ReportAPI)
+	if err := m.GetFieldIndexer().IndexField(ctx, reports.newObject(), scopeNameIndex, func(obj client.Object) []string {
+		if scope := reports.scopeOf(obj); scope != nil {
+			return []string{scope.Name}
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("index PolicyReports: %w", err)
+		return fmt.Errorf("index %ss: %w", reports.name(), err)
 	}
 	events := newEventEmitter(m.GetEventRecorder("vigil"), o.EventsPerSecond, o.EventBurst)
 	counts := newTally()
@@ -73,7 +76,7 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 	// Pod counts changed: the policies named are queued for a status update;
 	// the queue coalesces a burst into one write per policy.
 	countsChanged := make(chan event.GenericEvent, 1024)
-	policies := &PolicyReconciler{Client: m.GetClient(), Policies: m.Policies, events: events, tally: counts}
+	policies := &PolicyReconciler{Client: m.GetClient(), Policies: m.Policies, reports: reports, events: events, tally: counts}
 	if err := ctrl.NewControllerManagedBy(m).
 		Named("clusterimagepolicy").
 		For(&v1beta1.ClusterImagePolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -85,7 +88,7 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 
 	pods := &PodReconciler{
 		Client: m.GetClient(), APIReader: m.GetAPIReader(), Policies: m.Policies, NoMatch: m.Config, Scope: scope,
-		events: events, tally: counts, now: time.Now,
+		reports: reports, events: events, tally: counts, now: time.Now,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
 				if n == policy.NoMatchingPolicies {
@@ -117,7 +120,7 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 	return ctrl.NewControllerManagedBy(m).
 		Named("pod").
 		For(&corev1.Pod{}).
-		Watches(&reportsv1alpha2.PolicyReport{}, handler.EnqueueRequestsFromMapFunc(reportToPod)).
+		Watches(reports.newObject(), handler.EnqueueRequestsFromMapFunc(reportToPod(reports))).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))
 		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deletionStarted))).
@@ -163,12 +166,14 @@ var deletionStarted = predicate.Funcs{
 
 // reportToPod queues the pod a report is about, so a report deleted or edited
 // by someone else is put right, and one whose pod is gone is deleted.
-func reportToPod(_ context.Context, obj client.Object) []ctrl.Request {
-	rep, ok := obj.(*reportsv1alpha2.PolicyReport)
-	if !ok || rep.Scope == nil || rep.Scope.Kind != "Pod" {
-		return nil
+func reportToPod(reports reportKind) handler.MapFunc {
+	return func(_ context.Context, obj client.Object) []ctrl.Request {
+		scope := reports.scopeOf(obj)
+		if scope == nil || scope.Kind != "Pod" {
+			return nil
+		}
+		return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: scope.Name}}}
 	}
-	return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: rep.Namespace, Name: rep.Scope.Name}}}
 }
 
 // settingsChanged follows the config-policy-controller ConfigMap in ns: it

@@ -124,11 +124,19 @@ func startVigil(t *testing.T, opts controllers.Options) *vigil {
 // the verify path is set up.
 func startVigilWith(t *testing.T, opts controllers.Options, prepare func(*manager.Manager)) *vigil {
 	t.Helper()
+	return startVigilReporting(t, manager.ReportAPIWGPolicy, opts, prepare)
+}
+
+// startVigilReporting is startVigilWith, writing reports of api, as
+// `vigil controller --report-api` does.
+func startVigilReporting(t *testing.T, api manager.ReportAPI, opts controllers.Options, prepare func(*manager.Manager)) *vigil {
+	t.Helper()
 	m, err := manager.New(cfg, manager.Options{
 		Namespace:              vigilNamespace,
 		MetricsBindAddress:     "0",
 		HealthProbeBindAddress: "0",
 		WebhookPort:            -1,
+		ReportAPI:              api,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ func newControllerCommand() *cobra.Command {
 	var (
 		opts        manager.Options
 		noMatch     string
+		reportAPI   string
 		serviceName string
 		zapOpts     zap.Options
 		verify      = controllers.DefaultOptions()
@@ -28,8 +29,9 @@ func newControllerCommand() *cobra.Command {
 		Use:   "controller",
 		Short: "Run the in-cluster manager: webhook, reconcilers, metrics, probes, leader election",
 		Long: `Run Vigil in a cluster: the validating webhook (on every replica), the
-reconcilers that keep PolicyReports current (on the leader), metrics over HTTPS
-behind Kubernetes authentication and authorization, and health probes.
+reconcilers that keep PolicyReports (or, with --report-api, openreports.io
+Reports) current (on the leader), metrics over HTTPS behind Kubernetes
+authentication and authorization, and health probes.
 The webhook's certificate is generated and rotated by cert-controller in the
 Secret --cert-secret of --namespace, and its CA injected into the webhook
 configuration --webhook-config-name.`,
@@ -40,6 +42,9 @@ configuration --webhook-config-name.`,
 				return &exitError{code: exitBadInput, err: fmt.Errorf("--no-match-policy: %w", err)}
 			}
 			opts.NoMatchPolicy = p
+			if opts.ReportAPI, err = manager.ParseReportAPI(reportAPI); err != nil {
+				return &exitError{code: exitBadInput, err: fmt.Errorf("--report-api: %w", err)}
+			}
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 			if nsLabel {
@@ -79,6 +84,7 @@ configuration --webhook-config-name.`,
 	f.StringVar(&serviceName, "webhook-service", manager.DefaultServiceName, "Service in front of the webhook; the certificate is valid for its DNS name")
 	f.StringVar(&opts.WebhookConfigName, "webhook-config-name", manager.DefaultWebhookConfigName, "ValidatingWebhookConfiguration whose caBundle is kept current")
 	f.StringVar(&noMatch, "no-match-policy", string(policy.NoMatchDeny), "deny, warn or allow images no policy covers, unless the config-policy-controller ConfigMap says otherwise")
+	f.StringVar(&reportAPI, "report-api", string(manager.ReportAPIWGPolicy), fmt.Sprintf("API of the reports written, one per pod: %s (PolicyReport) or %s (Report, whose CRDs config/overlays/openreports installs)", manager.ReportAPIWGPolicy, manager.ReportAPIOpenReports))
 	f.StringVar(&verify.NamespaceSelector, "namespace-selector", verify.NamespaceSelector, "label selector of the namespaces whose running pods are verified; empty: every namespace but kube-system and Vigil's own")
 	f.BoolVar(&nsLabel, "metrics-namespace-label", false, "add a namespace label to vigil_policy_results and vigil_drift_total (one series per namespace and policy)")
 	f.IntVar(&verify.Workers, "workers", verify.Workers, "pods judged at once by the verify path")

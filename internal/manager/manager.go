@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/vigil-dev/vigil/apis"
+	openreportsv1alpha1 "github.com/vigil-dev/vigil/apis/openreports/v1alpha1"
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/policy"
@@ -39,7 +40,7 @@ const (
 	DefaultNamespace         = "vigil-system"
 	DefaultWebhookName       = "policy.sigstore.dev"
 	DefaultWebhookConfigName = "vigil-validating-webhook-configuration"
-	DefaultCertSecretName    = "vigil-webhook-server-cert"
+	DefaultCertSecretName    = "vigil-webhook-server-cert" // #nosec G101 -- the name of a Secret, not a credential
 	DefaultServiceName       = "vigil-webhook-service"
 	DefaultLeaderElectionID  = "vigil.policy.sigstore.dev"
 )
@@ -92,6 +93,38 @@ type Options struct {
 	// NoMatchPolicy applies while the config-policy-controller ConfigMap
 	// does not set no-match-policy.
 	NoMatchPolicy policy.NoMatchPolicy
+
+	// ReportAPI is the API of the reports Vigil writes, caches and
+	// deletes; empty means ReportAPIWGPolicy.
+	ReportAPI ReportAPI
+}
+
+// ReportAPI is the group/version of the reports Vigil writes (--report-api).
+type ReportAPI string
+
+// The report APIs Vigil writes.
+const (
+	// ReportAPIWGPolicy: PolicyReport of wgpolicyk8s.io/v1alpha2, the default.
+	ReportAPIWGPolicy ReportAPI = "wgpolicyk8s.io/v1alpha2"
+	// ReportAPIOpenReports: Report of openreports.io/v1alpha1.
+	ReportAPIOpenReports ReportAPI = "openreports.io/v1alpha1"
+)
+
+// ParseReportAPI reads the value of --report-api.
+func ParseReportAPI(s string) (ReportAPI, error) {
+	switch a := ReportAPI(s); a {
+	case ReportAPIWGPolicy, ReportAPIOpenReports:
+		return a, nil
+	}
+	return "", fmt.Errorf("%q is not one of %s, %s", s, ReportAPIWGPolicy, ReportAPIOpenReports)
+}
+
+// reportObject is an empty namespaced report of api.
+func reportObject(api ReportAPI) client.Object {
+	if api == ReportAPIOpenReports {
+		return &openreportsv1alpha1.Report{}
+	}
+	return &reportsv1alpha2.PolicyReport{}
 }
 
 // Manager is a controller-runtime manager plus the webhook server that starts
@@ -106,11 +139,19 @@ type Manager struct {
 	Policies *policystore.Store
 	// Config follows the config-policy-controller ConfigMap.
 	Config *admission.Config
+	// ReportAPI is the API of the reports the reconcilers write.
+	ReportAPI ReportAPI
 }
 
 // New builds the manager. Register webhook handlers on m.Webhook and
 // reconcilers on m before calling m.Start.
 func New(cfg *rest.Config, opts Options) (*Manager, error) {
+	if opts.ReportAPI == "" {
+		opts.ReportAPI = ReportAPIWGPolicy
+	}
+	if _, err := ParseReportAPI(string(opts.ReportAPI)); err != nil {
+		return nil, fmt.Errorf("report API: %w", err)
+	}
 	metricsOpts := metricsserver.Options{BindAddress: opts.MetricsBindAddress}
 	if opts.SecureMetrics {
 		metricsOpts.SecureServing = true
@@ -132,8 +173,9 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 			// Secret its webhook certificate: never cluster-wide.
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 			&corev1.Secret{}:    {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
-			// Only Vigil's own reports.
-			&reportsv1alpha2.PolicyReport{}: {Label: labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue})},
+			// Only Vigil's own reports, of the one API it writes (the other
+			// API's CRD need not be installed).
+			reportObject(opts.ReportAPI): {Label: labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue})},
 			// Pods keep only what a judgement reads.
 			&corev1.Pod{}: {Transform: trimPod},
 		},
@@ -149,6 +191,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		CertsReady: make(chan struct{}),
 		Policies:   policystore.New(policy.Compiler{SystemNamespace: opts.Namespace}),
 		Config:     &admission.Config{Default: opts.NoMatchPolicy},
+		ReportAPI:  opts.ReportAPI,
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
