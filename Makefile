@@ -8,6 +8,7 @@ BIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(BIN)/controller-gen
 KUBECTL ?= $(BIN)/kubectl
 PROMTOOL ?= $(BIN)/promtool
+GOSEC ?= $(BIN)/gosec
 # envtest and `vigil dev` take etcd, kube-apiserver and kubectl from here.
 export KUBEBUILDER_ASSETS ?= $(BIN)
 
@@ -89,8 +90,22 @@ $(CONTROLLER_GEN):
 ##@ Test
 
 .PHONY: test
-test: tools verify build ## Everything CI runs: verify, unit, envtest integration and e2e tests.
+test: tools verify build gosec ## Everything CI runs: verify, gosec, unit, envtest integration and e2e tests.
 	go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: gosec
+gosec: $(GOSEC) ## Run gosec over the non-test code; fails on any finding not explained by a #nosec comment.
+	$(GOSEC) -quiet -nosec-require-rules -nosec-require-justification -exclude-dir=hack -exclude-dir=e2e \
+	  -exclude-rules='internal/policy/input\.go:G115' ./...
+
+$(GOSEC):
+	BIN=$(BIN) hack/tools/build.sh gosec
+
+FUZZTIME ?= 30s
+.PHONY: fuzz
+fuzz: ## Fuzz the admission handler and the decision function for FUZZTIME each (default 30s); `make test` runs their corpora.
+	go test -run '^$$' -fuzz '^FuzzWorkloadValidator$$' -fuzztime $(FUZZTIME) ./internal/admission/
+	go test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./internal/policy/
 
 .PHONY: test-e2e
 test-e2e: tools build ## The end-to-end tests only: bin/vigil, a real kube-apiserver and etcd, real kubectl.

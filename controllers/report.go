@@ -60,7 +60,7 @@ func desiredReport(pod *corev1.Pod, d policy.Decision, old *reportsv1alpha2.Poli
 			Subjects:    []corev1.ObjectReference{ref},
 			Description: message(res),
 			Properties:  properties(res),
-			Timestamp:   metav1.Timestamp{Seconds: now.Unix(), Nanos: int32(now.Nanosecond())},
+			Timestamp:   metav1.Timestamp{Seconds: now.Unix(), Nanos: int32(now.Nanosecond())}, // #nosec G115 -- Nanosecond() is below 1e9, within int32
 		}
 		if prev, ok := previous[res.Policy]; ok && sameResult(prev, out) {
 			out.Timestamp = prev.Timestamp

@@ -19,6 +19,7 @@ tools=(
   "kwok                    hack/tools           sigs.k8s.io/kwok/cmd/kwok"
   "controller-gen          hack/tools           sigs.k8s.io/controller-tools/cmd/controller-gen"
   "promtool                hack/tools/promtool  github.com/prometheus/prometheus/cmd/promtool"
+  "gosec                   hack/tools/gosec     github.com/securego/gosec/v2/cmd/gosec"
   "helm                    hack/tools/helm      helm.sh/helm/v3/cmd/helm"
 )
 

@@ -23,6 +23,9 @@ type PolicyValidator struct {
 
 // Handle implements admission.Handler.
 func (v *PolicyValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+	if err := knownOperation(req); err != nil {
+		return badRequest(err)
+	}
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("")
 	}

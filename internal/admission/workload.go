@@ -61,6 +61,9 @@ func (v *WorkloadValidator) Handle(ctx context.Context, req admission.Request) a
 }
 
 func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) admission.Response {
+	if err := knownOperation(req); err != nil {
+		return badRequest(err)
+	}
 	if skip, why := skipRequest(req); skip {
 		return admission.Allowed(why)
 	}
@@ -148,6 +151,17 @@ func skipRequest(req admission.Request) (bool, string) {
 		}
 	}
 	return false, ""
+}
+
+// knownOperation refuses a request whose operation kube-apiserver never
+// sends, such as an AdmissionReview without a request: only what is known to
+// need no judgement is let through unjudged, never what is merely unknown.
+func knownOperation(req admission.Request) error {
+	switch req.Operation {
+	case admissionv1.Create, admissionv1.Update, admissionv1.Delete, admissionv1.Connect:
+		return nil
+	}
+	return fmt.Errorf("%s %s: unknown operation %q", req.Kind.Kind, objectName(req), req.Operation)
 }
 
 // badRequest denies with HTTP 400, as policy-controller does, so that kubectl

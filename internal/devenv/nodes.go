@@ -2,6 +2,7 @@ package devenv
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -43,7 +44,7 @@ func kwokNode(i int) *corev1.Node {
 		corev1.ResourcePods:             *resource.NewQuantity(nodePods, resource.DecimalSI),
 		corev1.ResourceEphemeralStorage: resource.MustParse("1Ti"),
 	}
-	podCIDR := addrPlus(podCIDRBase, uint32(i)<<8).String() + "/24"
+	podCIDR := addrPlus(podCIDRBase, uint32(i)<<8).String() + "/24" // #nosec G115 -- 0 <= i < maxNodes (2^14)
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name,
@@ -60,7 +61,7 @@ func kwokNode(i int) *corev1.Node {
 			Capacity:    capacity,
 			Allocatable: capacity,
 			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: addrPlus(nodeIPBase, uint32(i)+1).String()},
+				{Type: corev1.NodeInternalIP, Address: addrPlus(nodeIPBase, uint32(i)+1).String()}, // #nosec G115 -- 0 <= i < maxNodes (2^14)
 				{Type: corev1.NodeHostName, Address: name},
 			},
 		},
@@ -72,7 +73,9 @@ func addrPlus(base netip.Addr, n uint32) netip.Addr {
 	b := base.As4()
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	v += n
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	var out [4]byte
+	binary.BigEndian.PutUint32(out[:], v)
+	return netip.AddrFrom4(out)
 }
 
 // createNodes creates the simulated Nodes (an existing one is kept).

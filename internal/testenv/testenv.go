@@ -23,7 +23,7 @@ func RepoRoot() (string, error) {
 		return "", err
 	}
 	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod")) // #nosec G304 -- go.mod of the working directory's parents, in tests
 		if err == nil && strings.HasPrefix(string(data), "module github.com/vigil-dev/vigil\n") {
 			return dir, nil
 		}
@@ -71,7 +71,7 @@ func New() (*envtest.Environment, error) {
 		assets = filepath.Join(root, "bin")
 	}
 	for _, b := range []string{"etcd", "kube-apiserver", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
+		if _, err := os.Stat(filepath.Join(assets, b)); err != nil { // #nosec G703 -- KUBEBUILDER_ASSETS is set by whoever runs the tests
 			return nil, fmt.Errorf("%s is missing from %s: run `make tools` to build it", b, assets)
 		}
 	}
