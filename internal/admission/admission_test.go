@@ -128,15 +128,20 @@ func TestWorkloadValidatorWaitsForPolicies(t *testing.T) {
 }
 
 func TestSkipRequest(t *testing.T) {
-	deployment := func(replicas int, deleting bool) []byte {
+	deploymentWith := func(replicas int, deleting bool, capability string) []byte {
+		container := map[string]any{"name": "app", "image": "docker.io/ubuntu"}
+		if capability != "" {
+			container["securityContext"] = map[string]any{"capabilities": map[string]any{"add": []string{capability}}}
+		}
 		obj := map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "d"},
-			"spec": map[string]any{"replicas": replicas}}
+			"spec": map[string]any{"replicas": replicas, "template": map[string]any{"spec": map[string]any{"containers": []any{container}}}}}
 		if deleting {
 			obj["metadata"].(map[string]any)["deletionTimestamp"] = "2026-01-01T00:00:00Z"
 		}
 		b, _ := json.Marshal(obj)
 		return b
 	}
+	deployment := func(replicas int, deleting bool) []byte { return deploymentWith(replicas, deleting, "") }
 	cases := []struct {
 		name string
 		req  admission.Request
@@ -145,6 +150,8 @@ func TestSkipRequest(t *testing.T) {
 		{"create", request(admissionv1.Create, "Deployment", deployment(3, false), nil), false},
 		{"scale up", request(admissionv1.Update, "Deployment", deployment(5, false), deployment(3, false)), false},
 		{"scale down", request(admissionv1.Update, "Deployment", deployment(1, false), deployment(3, false)), true},
+		// Unlike policy-controller: a template change riding on a scale-down is judged.
+		{"scale down with a new capability", request(admissionv1.Update, "Deployment", deploymentWith(1, false, "NET_ADMIN"), deployment(3, false)), false},
 		{"being deleted", request(admissionv1.Update, "Deployment", deployment(3, true), deployment(3, false)), true},
 		{"delete", request(admissionv1.Delete, "Deployment", nil, deployment(3, false)), true},
 	}

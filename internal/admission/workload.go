@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 	"unicode"
@@ -130,9 +131,6 @@ func skipRequest(req admission.Request) (bool, string) {
 		Metadata struct {
 			DeletionTimestamp *metav1.Time `json:"deletionTimestamp"`
 		} `json:"metadata"`
-		Spec struct {
-			Replicas *int32 `json:"replicas"`
-		} `json:"spec"`
 	}
 	if err := json.Unmarshal(req.Object.Raw, &meta); err != nil {
 		return false, "" // DecodeObject reports the problem
@@ -140,17 +138,35 @@ func skipRequest(req admission.Request) (bool, string) {
 	if meta.Metadata.DeletionTimestamp != nil {
 		return true, "the object is being deleted"
 	}
-	if req.Operation == admissionv1.Update && meta.Spec.Replicas != nil && len(req.OldObject.Raw) > 0 {
-		var old struct {
-			Spec struct {
-				Replicas *int32 `json:"replicas"`
-			} `json:"spec"`
-		}
-		if json.Unmarshal(req.OldObject.Raw, &old) == nil && old.Spec.Replicas != nil && *meta.Spec.Replicas < *old.Spec.Replicas {
-			return true, "scaling down is never blocked"
-		}
+	if req.Operation == admissionv1.Update && onlyScaledDown(req.OldObject.Raw, req.Object.Raw) {
+		return true, "scaling down is never blocked"
 	}
 	return false, ""
+}
+
+// onlyScaledDown says whether an update lowers spec.replicas and changes
+// nothing else a policy could read (the rest of the spec, the labels):
+// policy-controller skips every update that scales down, which lets a
+// template change ride along unjudged.
+func onlyScaledDown(oldRaw, newRaw []byte) bool {
+	type scalable struct {
+		Metadata struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"metadata"`
+		Spec map[string]any `json:"spec"`
+	}
+	var old, cur scalable
+	if len(oldRaw) == 0 || json.Unmarshal(oldRaw, &old) != nil || json.Unmarshal(newRaw, &cur) != nil {
+		return false
+	}
+	was, okOld := old.Spec["replicas"].(float64)
+	now, okNew := cur.Spec["replicas"].(float64)
+	if !okOld || !okNew || now >= was {
+		return false
+	}
+	delete(old.Spec, "replicas")
+	delete(cur.Spec, "replicas")
+	return reflect.DeepEqual(old.Spec, cur.Spec) && reflect.DeepEqual(old.Metadata.Labels, cur.Metadata.Labels)
 }
 
 // knownOperation refuses a request whose operation kube-apiserver never
