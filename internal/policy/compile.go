@@ -10,7 +10,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/metrics"
 )
 
 // ReasonBodyUnavailable: the policy body (configMapRef or remote) could not be
@@ -76,8 +79,20 @@ type CompiledPolicy struct {
 	// body is nil when the policy has no CIP-level policy.
 	body                                  evaluator
 	includeSpec, includeMeta, includeType bool
+	// proj is what the body reads of its input; nil means all of it.
+	proj *projection
+	// The outcome of the authorities, which (static ones only) does not
+	// depend on the image: those that passed, the input's authorityMatches
+	// for them, and the errors of the others; see authorityOutcome.
+	passed      []string
+	matches     map[string]any
+	matchesJSON []byte
+	authErrs    []string
+	authErrored bool
 	// cache holds body results by input hash.
 	cache *resultCache
+	// observer of vigil_evaluation_duration_seconds for the policy's type.
+	observer prometheus.Observer
 }
 
 // authority is a defaulted authority reduced to what evaluation needs.
@@ -150,6 +165,12 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 	for _, a := range spec.Authorities {
 		p.authorities = append(p.authorities, authority{name: a.Name, static: a.Static})
 	}
+	p.passed, p.authErrs, p.authErrored = p.authorityOutcome()
+	p.matches = make(map[string]any, len(p.passed))
+	for _, n := range p.passed {
+		p.matches[n] = map[string]any{"static": true}
+	}
+	p.matchesJSON = appendJSON(nil, p.matches)
 	if err := c.compileAttestationPolicies(cip.Name, spec); err != nil {
 		return nil, err
 	}
@@ -160,7 +181,9 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		if p.body, err = c.compileBody(cip.Name, "spec.policy", pol); err != nil {
 			return nil, err
 		}
+		p.proj = p.body.projection()
 	}
+	p.observer = metrics.EvaluationDuration.WithLabelValues(p.metricType())
 	return p, nil
 }
 

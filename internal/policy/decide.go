@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
-	"github.com/vigil-dev/vigil/internal/metrics"
 )
 
 // Result words, as in PolicyReports.
@@ -155,15 +155,53 @@ type parsedImage struct {
 func parseImages(imgs []containerImage) []*parsedImage {
 	out := make([]*parsedImage, len(imgs))
 	for i, img := range imgs {
-		p := &parsedImage{containerImage: img}
-		if ref, err := name.ParseReference(img.Image, name.WeakValidation); err != nil {
-			p.parseErr = err
-		} else {
-			p.qualified = matchName(ref)
-		}
-		out[i] = p
+		ref := parseImageRef(img.Image)
+		out[i] = &parsedImage{containerImage: img, qualified: ref.qualified, parseErr: ref.err}
 	}
 	return out
+}
+
+// imageRef is a parsed image reference: the name globs match, or why the
+// reference cannot be parsed.
+type imageRef struct {
+	qualified string
+	err       error
+}
+
+// imageRefs caches parsed references: a cluster runs few distinct images,
+// and parsing one costs more than the rest of a cached decision. Like
+// resultCache it keeps two generations of at most imageRefsSize entries.
+var imageRefs = struct {
+	sync.Mutex
+	cur, prev map[string]imageRef
+}{cur: map[string]imageRef{}}
+
+const imageRefsSize = 4096
+
+func parseImageRef(image string) imageRef {
+	imageRefs.Lock()
+	r, ok := imageRefs.cur[image]
+	if !ok {
+		if r, ok = imageRefs.prev[image]; ok {
+			imageRefs.cur[image] = r
+		}
+	}
+	imageRefs.Unlock()
+	if ok {
+		return r
+	}
+	if ref, err := name.ParseReference(image, name.WeakValidation); err != nil {
+		r.err = err
+	} else {
+		r.qualified = matchName(ref)
+	}
+	imageRefs.Lock()
+	if len(imageRefs.cur) >= imageRefsSize {
+		imageRefs.prev, imageRefs.cur = imageRefs.cur, make(map[string]imageRef, imageRefsSize)
+	}
+	imageRefs.cur[image] = r
+	imageRefs.Unlock()
+	return r
 }
 
 func (img *parsedImage) where() string {
@@ -188,17 +226,25 @@ const (
 // policy body is evaluated. It is a pure function of the set, the object and
 // the options.
 func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
-	images := parseImages(obj.images())
-	covered := make([]bool, len(images))
+	images := obj.parsed
+	var coveredBuf [16]bool
+	covered := coveredBuf[:0]
+	if len(images) > len(coveredBuf) {
+		covered = make([]bool, len(images))
+	}
+	covered = covered[:len(images)]
 	in := newInputBuilder(obj)
 	var all fieldErrors
 	var results []Result
+	// When the errors come from one result, the denial is its message.
+	contributors, lastMessage := 0, ""
+	var matchedBuf [16]*parsedImage
 	for _, e := range s.entries {
 		m := e.matcherFor()
 		if !m.appliesTo(obj) {
 			continue
 		}
-		var matched []*parsedImage
+		matched := matchedBuf[:0]
 		for i, img := range images {
 			if m.matchesImage(img) {
 				matched = append(matched, img)
@@ -213,12 +259,17 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 		if e.compiled != nil {
 			start := time.Now()
 			r, errs = e.compiled.judge(ctx, obj, matched, in)
-			metrics.EvaluationDuration.WithLabelValues(e.compiled.metricType()).Observe(time.Since(start).Seconds())
+			if o := e.compiled.observer; o != nil {
+				o.Observe(time.Since(start).Seconds())
+			}
 		} else {
 			r, errs = e.broken.judge(obj, matched)
 		}
 		results = append(results, r)
 		all = append(all, errs...)
+		if len(errs) > 0 {
+			contributors, lastMessage = contributors+1, r.Message
+		}
 	}
 	var uncovered []*parsedImage
 	for i, img := range images {
@@ -230,13 +281,20 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 		r, errs := noMatch(uncovered, opts.NoMatchPolicy)
 		results = append(results, r)
 		all = append(all, errs...)
+		if len(errs) > 0 {
+			contributors, lastMessage = contributors+1, r.Message
+		}
 	}
 	slices.SortStableFunc(results, func(a, b Result) int { return cmp.Compare(a.Policy, b.Policy) })
 	denials := all.filter(levelError)
+	deny := lastMessage // a result's Message is its errors' Error()
+	if contributors != 1 || len(denials) != len(all) {
+		deny = denials.Error()
+	}
 	return Decision{
 		Allowed:     len(denials) == 0,
 		Results:     results,
-		DenyMessage: denials.Error(),
+		DenyMessage: deny,
 		Warnings:    all.filter(levelWarning).lines(),
 	}
 }
@@ -254,8 +312,9 @@ func (p *CompiledPolicy) judge(ctx context.Context, obj *Object, images []*parse
 	worst := verdictPass
 	var errs fieldErrors
 	var findings []finding
-	passed, authErrs, authErrored := p.authorityOutcome()
-	var body *bodyResult // the same input for every image: evaluate once
+	passed, authErrs, authErrored := p.passed, p.authErrs, p.authErrored
+	var body bodyResult // the same input for every image: evaluate once
+	evaluated := false
 	for _, img := range images {
 		v, msgs, fs := verdictPass, []string(nil), []finding(nil)
 		switch {
@@ -272,9 +331,17 @@ func (p *CompiledPolicy) judge(ctx context.Context, obj *Object, images []*parse
 			}
 			fs = p.authorityFindings(img)
 		case p.body != nil:
-			if body == nil {
-				r := p.evalBody(ctx, in.build(passed, p.includeSpec, p.includeMeta, p.includeType))
-				body = &r
+			if !evaluated {
+				input := in.build(p)
+				var read bool
+				body, read = p.evalBody(ctx, input)
+				if len(body.cueErrs) > 0 {
+					body.findings = cueFindings(body.cueErrs, input)
+				}
+				if !read {
+					input.release()
+				}
+				evaluated = true
 			}
 			if body.err != nil {
 				v, msgs, fs = verdictFail, []string{body.err.Error()}, body.findings
@@ -300,11 +367,11 @@ func (p *CompiledPolicy) judge(ctx context.Context, obj *Object, images []*parse
 	}
 	r := Result{Policy: p.Name, Mode: p.Mode, Generation: p.Generation, Result: resultWord(worst, p.Mode)}
 	if worst == verdictPass {
-		r.Explanation = fmt.Sprintf("%s satisfies %s", obj.subject(), p.Name)
+		r.Explanation = in.satisfies(p.Name)
 		return r, nil
 	}
 	r.Message = errs.Error()
-	r.Explanation = explainFindings(findings, obj.subject(), p.Name)
+	r.Explanation = explainFindings(findings, in.subject(), p.Name)
 	return r, errs
 }
 

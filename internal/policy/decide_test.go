@@ -381,7 +381,12 @@ func TestDecideConcurrently(t *testing.T) {
 	set := NewSet([]*CompiledPolicy{
 		mustCompile(t, newCIP("cue", withCUE(`spec: containers: [...{name: !="c1"}]`))),
 		mustCompile(t, newCIP("rego", withRego("package sigstore\nisCompliant { count(input.spec.containers) < 2 }"))),
+		// Decided natively.
+		mustCompile(t, newCIP("native", withCUE(`spec: containers: [...{image: "a"}]`))),
 	}, nil)
+	if set.entries[1].compiled.Name != "native" || set.entries[1].compiled.body.(*cueEvaluator).native == nil {
+		t.Fatal("the policy \"native\" has no native check")
+	}
 	objs := []*Object{obj(t, podYAML("a")), obj(t, podYAML("a", "b"))}
 	want := make([]string, len(objs))
 	for i, o := range objs {

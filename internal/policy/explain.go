@@ -29,9 +29,9 @@ func (f finding) sentence(subject, policyName string) string {
 		who = subject
 	}
 	if f.custom {
-		return fmt.Sprintf("%s fails %s: %s", who, policyName, f.phrase)
+		return who + " fails " + policyName + ": " + f.phrase
 	}
-	return fmt.Sprintf("%s%s, which %s does not allow", who, f.phrase, policyName)
+	return who + f.phrase + ", which " + policyName + " does not allow"
 }
 
 // maxFindings bounds an explanation; the message has the full detail.
@@ -58,11 +58,15 @@ var containerNouns = map[string]string{
 	"ephemeralContainers": "ephemeral container",
 }
 
-// cueFindings explains CUE validation errors: each error path is located in
-// the input (which container or volume, which field) and the offending
-// value is read from the input document.
-func cueFindings(err error, in evalInput) []finding {
-	var out []finding
+// cueErrorAt is a CUE error and its path, unquoted.
+type cueErrorAt struct {
+	path []string
+	err  cueerrors.Error
+}
+
+// cueErrorsByPath lists the first CUE error of each path.
+func cueErrorsByPath(err error) []cueErrorAt {
+	var out []cueErrorAt
 	seen := map[string]bool{}
 	for _, e := range cueerrors.Errors(err) {
 		path := unquotePath(e.Path())
@@ -71,7 +75,19 @@ func cueFindings(err error, in evalInput) []finding {
 			continue
 		}
 		seen[key] = true
-		out = append(out, cueFinding(e, path, in))
+		out = append(out, cueErrorAt{path: path, err: e})
+	}
+	return out
+}
+
+// cueFindings explains CUE validation errors: each error path is located in
+// the input (which container or volume, which field) and the offending
+// value is read from the input document.
+func cueFindings(errs []cueErrorAt, in evalInput) []finding {
+	doc := in.document()
+	out := make([]finding, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, cueFinding(e.err, e.path, doc, in.podSpec))
 	}
 	return out
 }
@@ -88,17 +104,17 @@ func unquotePath(path []string) []string {
 	return out
 }
 
-func cueFinding(e cueerrors.Error, path []string, in evalInput) finding {
+func cueFinding(e cueerrors.Error, path []string, doc map[string]any, podSpec []string) finding {
 	var f finding
 	field := path
 	podLevel := false
-	if rel, ok := cutPrefix(path, in.podSpec); ok {
+	if rel, ok := cutPrefix(path, podSpec); ok {
 		field, podLevel = rel, true
 		if len(rel) >= 2 && isIndex(rel[1]) {
-			item, _ := lookup(in.doc, path[:len(in.podSpec)+2]...)
+			item, _ := lookup(doc, path[:len(podSpec)+2]...)
 			itemName := stringAt(item, "name")
 			if noun, ok := containerNouns[rel[0]]; ok {
-				f.where = fmt.Sprintf("%s %q (%s)", noun, itemName, stringAt(item, "image"))
+				f.where = noun + " " + strconv.Quote(itemName) + " (" + stringAt(item, "image") + ")"
 				field = rel[2:]
 			} else if rel[0] == "volumes" {
 				f.where = fmt.Sprintf("volume %q", itemName)
@@ -106,7 +122,7 @@ func cueFinding(e cueerrors.Error, path []string, in evalInput) finding {
 			}
 		}
 	}
-	value, found := lookup(in.doc, path...)
+	value, found := lookup(doc, path...)
 
 	// The custom-message idiom: `if cond { name: "message" }` conflicts with
 	// the container's real name; the message is the other value.
@@ -275,9 +291,17 @@ func cutPrefix(path, prefix []string) ([]string, bool) {
 	return path[len(prefix):], true
 }
 
+// isIndex: s is a list index of an error path (decimal digits).
 func isIndex(s string) bool {
-	_, err := strconv.Atoi(s)
-	return err == nil
+	if s == "" || len(s) > 18 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func stringAt(v any, key string) string {

@@ -47,10 +47,19 @@ func matchName(ref name.Reference) string {
 // imageGlobs is the compiled images list of a policy.
 type imageGlobs []*regexp.Regexp
 
+// matchAll is the expression of the glob `**`.
+const matchAll = "^.*$"
+
 // matches reports whether any glob matches the qualified name or, as
 // policy-controller's deprecated fallback, the image as written.
 func (g imageGlobs) matches(qualified, original string) bool {
 	for _, re := range g {
+		if re.String() == matchAll { // `**`, the common case: no newline
+			if (qualified != "" && !strings.Contains(qualified, "\n")) || !strings.Contains(original, "\n") {
+				return true
+			}
+			continue
+		}
 		if (qualified != "" && re.MatchString(qualified)) || re.MatchString(original) {
 			return true
 		}

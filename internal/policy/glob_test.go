@@ -69,3 +69,20 @@ func TestMatchName(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchAllIsItsExpression: the `**` shortcut agrees with the regular
+// expression it stands for, newlines included.
+func TestMatchAllIsItsExpression(t *testing.T) {
+	re, err := compileGlob("**")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, qualified := range []string{"", "a", "a\nb", "\n"} {
+		for _, original := range []string{"", "x", "x\ny"} {
+			want := (qualified != "" && re.MatchString(qualified)) || re.MatchString(original)
+			if got := (imageGlobs{re}).matches(qualified, original); got != want {
+				t.Errorf("matches(%q, %q) = %v, want %v", qualified, original, got, want)
+			}
+		}
+	}
+}

@@ -1,90 +1,313 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
-// inputBuilder assembles the JSON document CIP-level policies judge:
-// {"authorityMatches", "metadata", "spec", "typemeta"}, each part marshalled
-// at most once per decision however many policies read it.
+// inputBuilder assembles the documents CIP-level policies judge,
+// {"authorityMatches", "metadata", "spec", "typemeta"}, for one decision.
+// Each policy gets its own document: the part of the object its projection
+// reads, written directly from the object's map, or for policies without a
+// projection the whole document, whose parts are written at most once per
+// decision however many policies read them.
 type inputBuilder struct {
-	obj                      *Object
-	spec, metadata, typeMeta []byte
-	doc                      map[string]any
+	obj  *Object
+	subj string
+
+	metadata    map[string]any // without managedFields, built on first use
+	hasMetadata bool
+	metaDone    bool
+	typeMeta    map[string]any
+
+	// whole JSON of the metadata, spec and typemeta parts, on first use.
+	wholeJSON [3][]byte
 }
 
 func newInputBuilder(obj *Object) *inputBuilder {
-	return &inputBuilder{obj: obj, doc: obj.inputDocument(true, true, true)}
+	return &inputBuilder{obj: obj}
 }
 
-func (b *inputBuilder) part(cache *[]byte, key string) []byte {
-	if *cache == nil {
-		v, ok := b.doc[key]
+// subject is obj.subject(), once per decision.
+func (b *inputBuilder) subject() string {
+	if b.subj == "" {
+		b.subj = b.obj.subject()
+	}
+	return b.subj
+}
+
+// satisfies is the explanation of a pass, `Pod "name" satisfies policy`,
+// in one allocation.
+func (b *inputBuilder) satisfies(policy string) string {
+	const verb = " satisfies "
+	o := b.obj
+	if o.Name == "" || !simpleString(o.Name) {
+		return b.subject() + verb + policy
+	}
+	var sb strings.Builder
+	sb.Grow(len(o.Kind) + len(o.Name) + len(verb) + len(policy) + 3)
+	sb.WriteString(o.Kind)
+	sb.WriteString(` "`)
+	sb.WriteString(o.Name) // strconv.Quote leaves it as it is
+	sb.WriteString(`"`)
+	sb.WriteString(verb)
+	sb.WriteString(policy)
+	return sb.String()
+}
+
+// The input's top-level keys, in the (sorted) order documents are written.
+var inputKeys = [...]string{"authorityMatches", "metadata", "spec", "typemeta"}
+
+// part is the value of a top-level key of p's input and whether the input has it.
+func (b *inputBuilder) part(p *CompiledPolicy, key string) (any, bool) {
+	switch key {
+	case "authorityMatches":
+		return p.matches, true
+	case "metadata":
+		if !p.includeMeta {
+			return nil, false
+		}
+		if !b.metaDone {
+			b.metaDone = true
+			// managedFields is dropped so that the webhook (which sees it)
+			// and the reconcilers (whose cache strips it) judge the same document.
+			if md, ok := b.obj.content["metadata"].(map[string]any); ok {
+				if _, has := md["managedFields"]; has {
+					md = maps.Clone(md)
+					delete(md, "managedFields")
+				}
+				b.metadata, b.hasMetadata = md, true
+			}
+		}
+		return b.metadata, b.hasMetadata
+	case "spec":
+		if !p.includeSpec {
+			return nil, false
+		}
+		s, ok := b.obj.content["spec"]
+		return s, ok
+	case "typemeta":
+		if !p.includeType {
+			return nil, false
+		}
+		if b.typeMeta == nil {
+			b.typeMeta = map[string]any{"kind": b.obj.Kind, "apiVersion": b.obj.APIVersion}
+		}
+		return b.typeMeta, true
+	}
+	return nil, false
+}
+
+// build returns p's input: its projection of the document, or the whole
+// document when p has none.
+func (b *inputBuilder) build(p *CompiledPolicy) evalInput {
+	in := evalInput{builder: b, policy: p, podSpec: b.obj.workload.podSpec, projected: p.proj != nil}
+	// The document follows the policy's generation, the cache key's prefix.
+	in.buf = inputBuffers.Get().(*[]byte)
+	buf := append((*in.buf)[:0], 0, 0, 0, 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint64(buf, uint64(p.Generation)) // #nosec G115 -- bit reinterpretation for a cache key
+	buf = append(buf, '{')
+	const doc = 8
+	for i, key := range inputKeys {
+		v, ok := b.part(p, key)
 		if !ok {
-			*cache = []byte{}
-			return nil
+			continue
 		}
-		raw, err := json.Marshal(v)
-		if err != nil { // values come from JSON; cannot happen
-			raw = []byte("null")
+		var q *projection
+		if p.proj != nil {
+			if q = p.proj.field(key); q == nil {
+				continue // the policy does not read it
+			}
 		}
-		*cache = raw
+		if len(buf) > doc+1 {
+			buf = append(buf, ',')
+		}
+		buf = appendJSONString(buf, key)
+		buf = append(buf, ':')
+		start := len(buf)
+		switch {
+		case i == 0 && (q == nil || q.kind == projWhole):
+			buf = append(buf, p.matchesJSON...)
+		case q != nil && q.kind != projWhole:
+			buf = appendProjected(buf, v, q)
+		default: // the whole part, written once per decision
+			if b.wholeJSON[i-1] == nil {
+				b.wholeJSON[i-1] = appendJSON(nil, v)
+			}
+			buf = append(buf, b.wholeJSON[i-1]...)
+		}
+		in.parts[in.nparts] = inputPart{key: key, start: start - doc, end: len(buf) - doc}
+		in.nparts++
 	}
-	return *cache
+	buf = append(buf, '}')
+	*in.buf = buf
+	in.key = sha256.Sum256(buf)
+	in.json = buf[doc:]
+	return in
 }
 
-// build returns the input for the authorities that passed and the include flags.
-func (b *inputBuilder) build(passed []string, spec, objectMeta, typeMeta bool) evalInput {
-	matches := make(map[string]any, len(passed))
-	for _, n := range passed {
-		matches[n] = map[string]any{"static": true}
+// inputBuffers recycle the buffers of inputs that no policy body read
+// (decided from the cache or natively); a body's results may keep
+// references to the JSON it compiled.
+var inputBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// release returns the input's buffer; the input must not be used after.
+func (in *evalInput) release() {
+	if in.buf != nil && cap(*in.buf) <= 64<<10 {
+		inputBuffers.Put(in.buf)
 	}
-	doc := map[string]any{"authorityMatches": matches}
-	var buf bytes.Buffer
-	am, _ := json.Marshal(matches)
-	buf.WriteString(`{"authorityMatches":`)
-	buf.Write(am)
-	add := func(include bool, key string, cache *[]byte) {
-		if !include {
-			return
-		}
-		if raw := b.part(cache, key); len(raw) > 0 {
-			buf.WriteString(`,"` + key + `":`)
-			buf.Write(raw)
-			doc[key] = b.doc[key]
+	in.buf, in.json = nil, nil
+}
+
+// document is the whole input document of p as Go values, which
+// explanations quote. It is built only when a policy fails.
+func (b *inputBuilder) document(p *CompiledPolicy) map[string]any {
+	doc := map[string]any{}
+	for _, key := range inputKeys {
+		if v, ok := b.part(p, key); ok {
+			doc[key] = v
 		}
 	}
-	add(objectMeta, "metadata", &b.metadata)
-	add(spec, "spec", &b.spec)
-	add(typeMeta, "typemeta", &b.typeMeta)
-	buf.WriteString("}")
-	return evalInput{json: buf.Bytes(), doc: doc, podSpec: b.obj.workload.podSpec}
+	return doc
+}
+
+// appendProjected writes the JSON of the part of v that q reads, keys sorted.
+func appendProjected(buf []byte, v any, q *projection) []byte {
+	switch q.kind {
+	case projStruct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			break
+		}
+		buf = append(buf, '{')
+		first := true
+		for _, f := range q.fields {
+			x, ok := m[f.name]
+			if !ok {
+				continue
+			}
+			if !first {
+				buf = append(buf, ',')
+			}
+			first = false
+			buf = appendJSONString(buf, f.name)
+			buf = append(buf, ':')
+			buf = appendProjected(buf, x, f.proj)
+		}
+		return append(buf, '}')
+	case projList, projIndex:
+		switch x := v.(type) {
+		case []any:
+			buf = append(buf, '[')
+			for i, e := range x {
+				if i > 0 {
+					buf = append(buf, ',')
+				}
+				buf = appendProjected(buf, e, q.elem)
+			}
+			return append(buf, ']')
+		case map[string]any:
+			if q.kind != projIndex {
+				break
+			}
+			return appendMap(buf, x, func(buf []byte, v any) []byte { return appendProjected(buf, v, q.elem) })
+		}
+	}
+	return appendJSON(buf, v)
+}
+
+// appendJSON writes v as encoding/json would (keys sorted, HTML-safe
+// escaping), fast for the types JSON decodes to.
+func appendJSON(buf []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(buf, "null"...)
+	case bool:
+		if x {
+			return append(buf, "true"...)
+		}
+		return append(buf, "false"...)
+	case string:
+		return appendJSONString(buf, x)
+	case json.Number:
+		if x == "" {
+			return append(buf, '0')
+		}
+		if json.Valid([]byte(x)) {
+			return append(buf, x...)
+		}
+	case map[string]any:
+		return appendMap(buf, x, appendJSON)
+	case []any:
+		buf = append(buf, '[')
+		for i, e := range x {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendJSON(buf, e)
+		}
+		return append(buf, ']')
+	}
+	raw, err := json.Marshal(v)
+	if err != nil { // values come from JSON; cannot happen
+		raw = []byte("null")
+	}
+	return append(buf, raw...)
+}
+
+func appendMap(buf []byte, m map[string]any, value func([]byte, any) []byte) []byte {
+	var arr [32]string
+	keys := arr[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	buf = append(buf, '{')
+	for i, k := range keys {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendJSONString(buf, k)
+		buf = append(buf, ':')
+		buf = value(buf, m[k])
+	}
+	return append(buf, '}')
+}
+
+// appendJSONString writes s quoted as encoding/json does.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			raw, _ := json.Marshal(s)
+			return append(buf, raw...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
 
 // evalBody evaluates the policy body, reusing the result for an input seen
-// before: a decision is a pure function of the compiled policy and its input,
-// and the replicas of a workload share theirs.
-func (p *CompiledPolicy) evalBody(ctx context.Context, in evalInput) bodyResult {
-	h := sha256.New()
-	for _, s := range in.podSpec {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+// before: a body result is a pure function of the compiled policy and the
+// input it evaluates, so the key is the policy's generation and a hash of
+// exactly that input (its projection), which the replicas of a workload share.
+// read reports whether a CUE or Rego evaluation read the input's JSON.
+func (p *CompiledPolicy) evalBody(ctx context.Context, in evalInput) (r bodyResult, read bool) {
+	if r, ok := p.cache.get(in.key); ok {
+		return r, false
 	}
-	h.Write(in.json)
-	var key [sha256.Size]byte
-	h.Sum(key[:0])
-	if r, ok := p.cache.get(key); ok {
-		return r
-	}
-	r := p.body.evaluate(ctx, in)
+	r = p.body.evaluate(ctx, in)
 	if !r.errored { // errors may be transient (a cancelled context)
-		p.cache.put(key, r)
+		p.cache.put(in.key, r)
 	}
-	return r
+	return r, !r.native
 }
 
 // resultCache is a bounded map from input hash to result. When the current

@@ -85,6 +85,10 @@ type Object struct {
 
 	content  map[string]any
 	workload *workload
+	resource schema.GroupVersionResource
+	// parsed are the object's images, parsed when the object is made:
+	// they do not change, and every decision needs them.
+	parsed []*parsedImage
 }
 
 // NewObject wraps the unstructured content of a supported object, as the API
@@ -97,6 +101,8 @@ func NewObject(content map[string]any) (*Object, error) {
 		return nil, err
 	}
 	o := &Object{APIVersion: apiVersion, Kind: kind, content: content, workload: w}
+	o.resource = o.guessResource()
+	o.parsed = parseImages(o.images())
 	md, _ := content["metadata"].(map[string]any)
 	o.Name, _ = md["name"].(string)
 	if o.Name == "" {
@@ -200,7 +206,9 @@ func decodeJSONMap(js []byte) (map[string]any, error) {
 }
 
 // gvr is the object's group, version and guessed plural resource.
-func (o *Object) gvr() schema.GroupVersionResource {
+func (o *Object) gvr() schema.GroupVersionResource { return o.resource }
+
+func (o *Object) guessResource() schema.GroupVersionResource {
 	gv, _ := schema.ParseGroupVersion(o.APIVersion)
 	r, _ := meta.UnsafeGuessKindToResource(gv.WithKind(o.Kind))
 	return r
@@ -214,7 +222,7 @@ func (o *Object) subject() string {
 	if o.Name == "" {
 		return o.Kind
 	}
-	return fmt.Sprintf("%s %q", o.Kind, o.Name)
+	return o.Kind + " " + strconv.Quote(o.Name)
 }
 
 // containerImage is one image reference of the object's pod spec.

@@ -41,6 +41,8 @@ var regoCapabilities = func() *ast.Capabilities {
 // ValidateJSONWithModuleInput does. A prepared query is safe for concurrent use.
 type regoEvaluator struct {
 	query rego.PreparedEvalQuery
+	// proj is what the module reads of its input; nil: all of it.
+	proj *projection
 }
 
 func compileRego(src string) (*regoEvaluator, error) {
@@ -62,7 +64,26 @@ func compileRego(src string) (*regoEvaluator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &regoEvaluator{query: q}, nil
+	return &regoEvaluator{query: q, proj: regoModuleProjection(mod)}, nil
+}
+
+// regoModuleProjection compiles a copy of the module on its own to resolve
+// its references (imports, rule references) and derives its projection.
+func regoModuleProjection(mod *ast.Module) *projection {
+	c := ast.NewCompiler().WithCapabilities(regoCapabilities).WithDefaultRegoVersion(ast.RegoV0)
+	c.Compile(map[string]*ast.Module{regoModule: mod.Copy()})
+	if c.Failed() {
+		return nil
+	}
+	compiled, ok := c.Modules[regoModule]
+	if !ok {
+		return nil
+	}
+	proj, ok := regoProjection(compiled)
+	if !ok {
+		return nil
+	}
+	return proj
 }
 
 // regoOutcome is one element of the custom-message result form.
