@@ -32,6 +32,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite prometheusrule.yaml's spec from rules.yaml")
@@ -106,24 +108,14 @@ type unitTestFile struct {
 	} `json:"tests"`
 }
 
-// repoRoot is the directory of go.mod, found by walking up from the test's
-// directory.
+// repoRoot is the directory holding go.mod.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
+	return root
 }
 
 func promtool(t *testing.T, root string) string {
