@@ -393,6 +393,27 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 		}
 	}
 	user := "system:serviceaccount:" + ns + ":vigil-controller"
+	review := func(namespace, resource, verb string) *authorizationv1.SubjectAccessReview {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Resource: resource, Verb: verb},
+		}}
+		if err := k8s.Create(ctx, sar); err != nil {
+			t.Fatal(err)
+		}
+		return sar
+	}
+	// kube-apiserver's RBAC authorizer follows Roles and bindings through an
+	// informer: wait until it has seen the ones just created.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if review(ns, "secrets", "get").Status.Allowed && review("default", "pods", "list").Status.Allowed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the RBAC authorizer never granted what config/rbac grants")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	for _, c := range []struct {
 		namespace, resource, verb string
 		allowed                   bool
@@ -410,13 +431,7 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 		{"default", "pods", "delete", false},
 		{"default", "pods", "create", false},
 	} {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: c.namespace, Resource: c.resource, Verb: c.verb},
-		}}
-		if err := k8s.Create(ctx, sar); err != nil {
-			t.Fatal(err)
-		}
+		sar := review(c.namespace, c.resource, c.verb)
 		if sar.Status.Allowed != c.allowed {
 			where := c.namespace
 			if where == "" {
