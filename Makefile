@@ -12,7 +12,9 @@ GOSEC ?= $(BIN)/gosec
 # envtest and `vigil dev` take etcd, kube-apiserver and kubectl from here.
 export KUBEBUILDER_ASSETS ?= $(BIN)
 
-GO_TEST_FLAGS ?=
+# -count=1: every run really runs; results of envtest and e2e tests depend on
+# binaries and files that go test does not track.
+GO_TEST_FLAGS ?= -count=1
 IMG ?= vigil:dev
 
 .PHONY: all
