@@ -43,6 +43,8 @@ type PodReconciler struct {
 	Policies *policystore.Store
 	NoMatch  admission.NoMatchSource
 	Scope    *Scope
+	// PolicyTimeout bounds each policy's evaluation (policy.Options).
+	PolicyTimeout time.Duration
 	// APIReader reads past the cache, which holds only Vigil's labelled reports.
 	APIReader client.Reader
 
@@ -89,7 +91,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		log.FromContext(ctx).Error(err, "cannot read pod for judgement")
 		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "")
 	}
-	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.NoMatch.NoMatchPolicy()})
+	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.NoMatch.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout})
 	metrics.LastEvaluation.SetToCurrentTime()
 	results := make(map[string]string, len(d.Results))
 	for _, res := range d.Results {

@@ -88,7 +88,8 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 
 	pods := &PodReconciler{
 		Client: m.GetClient(), APIReader: m.GetAPIReader(), Policies: m.Policies, NoMatch: m.Config, Scope: scope,
-		reports: reports, events: events, tally: counts, now: time.Now,
+		PolicyTimeout: m.PolicyTimeout,
+		reports:       reports, events: events, tally: counts, now: time.Now,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
 				if n == policy.NoMatchingPolicies {

@@ -83,6 +83,7 @@ configuration --webhook-config-name.`,
 	f.StringVar(&opts.CertSecretName, "cert-secret", manager.DefaultCertSecretName, "Secret holding the webhook CA and certificate")
 	f.StringVar(&serviceName, "webhook-service", manager.DefaultServiceName, "Service in front of the webhook; the certificate is valid for its DNS name")
 	f.StringVar(&opts.WebhookConfigName, "webhook-config-name", manager.DefaultWebhookConfigName, "ValidatingWebhookConfiguration whose caBundle is kept current")
+	f.DurationVar(&opts.PolicyTimeout, "policy-timeout", policy.DefaultPolicyTimeout, "bound on evaluating one policy's CUE or Rego for one object; past it the result is error, a denial in enforce mode")
 	f.StringVar(&noMatch, "no-match-policy", string(policy.NoMatchDeny), "deny, warn or allow images no policy covers, unless the config-policy-controller ConfigMap says otherwise")
 	f.StringVar(&reportAPI, "report-api", string(manager.ReportAPIWGPolicy), fmt.Sprintf("API of the reports written, one per pod: %s (PolicyReport) or %s (Report, whose CRDs config/overlays/openreports installs)", manager.ReportAPIWGPolicy, manager.ReportAPIOpenReports))
 	f.StringVar(&verify.NamespaceSelector, "namespace-selector", verify.NamespaceSelector, "label selector of the namespaces whose running pods are verified; empty: every namespace but kube-system and Vigil's own")

@@ -81,6 +81,7 @@ func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, read
 		CertDNSName:            "localhost",
 		WebhookConfigName:      manager.DefaultWebhookConfigName,
 		NoMatchPolicy:          policy.NoMatchDeny,
+		PolicyTimeout:          policy.DefaultPolicyTimeout,
 	})
 	if err != nil {
 		return err

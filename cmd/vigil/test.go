@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -30,6 +31,7 @@ type testOptions struct {
 	resources     []string
 	output        string
 	noMatchPolicy string
+	policyTimeout time.Duration
 }
 
 func newTestCommand() *cobra.Command {
@@ -63,6 +65,7 @@ Exit status: 0 when admission would allow every resource (warnings allowed),
 	f.StringSliceVarP(&o.resources, "resource", "r", nil, "file or directory of resources to judge")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.StringVar(&o.noMatchPolicy, "no-match-policy", string(policy.NoMatchDeny), "for images no policy covers: deny, warn or allow")
+	f.DurationVar(&o.policyTimeout, "policy-timeout", policy.DefaultPolicyTimeout, "bound on evaluating one policy for one resource; past it the result is error")
 	return cmd
 }
 
@@ -93,7 +96,7 @@ func (o *testOptions) run(ctx context.Context, out io.Writer) error {
 	report := testReport{Results: []testResult{}}
 	denied := 0
 	for _, r := range resources {
-		d := set.Decide(ctx, r.obj, policy.Options{NoMatchPolicy: noMatch})
+		d := set.Decide(ctx, r.obj, policy.Options{NoMatchPolicy: noMatch, PolicyTimeout: o.policyTimeout})
 		if !d.Allowed {
 			denied++
 		}

@@ -40,6 +40,8 @@ type NoMatchSource interface {
 type WorkloadValidator struct {
 	Policies *policystore.Store
 	NoMatch  NoMatchSource
+	// PolicyTimeout bounds each policy's evaluation (policy.Options).
+	PolicyTimeout time.Duration
 }
 
 // Handle implements admission.Handler.
@@ -77,7 +79,7 @@ func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) a
 	if err := v.Policies.WaitSynced(waitCtx); err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, err)
 	}
-	d := v.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: v.NoMatch.NoMatchPolicy()})
+	d := v.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: v.NoMatch.NoMatchPolicy(), PolicyTimeout: v.PolicyTimeout})
 	for _, r := range d.Results {
 		metrics.Evaluations.WithLabelValues(metrics.TriggerAdmission, r.Result).Inc()
 	}

@@ -86,6 +86,10 @@ type Options struct {
 	// cert-controller keeps current.
 	WebhookConfigName string
 
+	// PolicyTimeout bounds the evaluation of each policy for one object, in
+	// the webhook and the reconcilers alike; past it the result is error.
+	PolicyTimeout time.Duration
+
 	// CopyCertFromSecret writes the certificate Secret into CertDir, for a
 	// process that has no kubelet to mount it (`vigil dev`).
 	CopyCertFromSecret bool
@@ -139,6 +143,8 @@ type Manager struct {
 	Policies *policystore.Store
 	// Config follows the config-policy-controller ConfigMap.
 	Config *admission.Config
+	// PolicyTimeout is Options.PolicyTimeout, for the reconcilers.
+	PolicyTimeout time.Duration
 	// ReportAPI is the API of the reports the reconcilers write.
 	ReportAPI ReportAPI
 }
@@ -187,11 +193,12 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
 	m := &Manager{
-		Manager:    mgr,
-		CertsReady: make(chan struct{}),
-		Policies:   policystore.New(policy.Compiler{SystemNamespace: opts.Namespace}),
-		Config:     &admission.Config{Default: opts.NoMatchPolicy},
-		ReportAPI:  opts.ReportAPI,
+		Manager:       mgr,
+		CertsReady:    make(chan struct{}),
+		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace}),
+		Config:        &admission.Config{Default: opts.NoMatchPolicy},
+		PolicyTimeout: opts.PolicyTimeout,
+		ReportAPI:     opts.ReportAPI,
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
@@ -242,7 +249,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("add certificate rotator: %w", err)
 	}
 	m.Webhook.Register(admission.WorkloadPath, &webhook.Admission{
-		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Config},
+		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Config, PolicyTimeout: opts.PolicyTimeout},
 	})
 	m.Webhook.Register(admission.PolicyPath, &webhook.Admission{
 		Handler: &admission.PolicyValidator{Compiler: policy.Compiler{SystemNamespace: opts.Namespace}},

@@ -46,11 +46,19 @@ func ParseNoMatchPolicy(s string) (NoMatchPolicy, error) {
 	return "", fmt.Errorf("invalid no-match policy %q: want deny, warn or allow", s)
 }
 
+// DefaultPolicyTimeout leaves room for several slow policies within the
+// webhook's 10s timeout, while a decision usually takes microseconds.
+const DefaultPolicyTimeout = 2 * time.Second
+
 // Options of a decision.
 type Options struct {
 	// NoMatchPolicy for images no policy covers; empty or unknown means deny,
 	// as in policy-controller.
 	NoMatchPolicy NoMatchPolicy
+	// PolicyTimeout bounds the evaluation of one policy's CUE or Rego for
+	// one object; past it the policy's result is error (a denial in enforce
+	// mode). Zero means no bound.
+	PolicyTimeout time.Duration
 }
 
 // Result is the outcome of one policy for one object.
@@ -234,6 +242,7 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 	}
 	covered = covered[:len(images)]
 	in := newInputBuilder(obj)
+	in.timeout = opts.PolicyTimeout
 	var all fieldErrors
 	var results []Result
 	// When the errors come from one result, the denial is its message.
@@ -334,7 +343,7 @@ func (p *CompiledPolicy) judge(ctx context.Context, obj *Object, images []*parse
 			if !evaluated {
 				input := in.build(p)
 				var read bool
-				body, read = p.evalBody(ctx, input)
+				body, read = p.evalBody(ctx, input, in.timeout)
 				if len(body.cueErrs) > 0 {
 					body.findings = cueFindings(body.cueErrs, input)
 				}

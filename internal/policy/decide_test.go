@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -412,5 +413,45 @@ func TestDecideConcurrently(t *testing.T) {
 	}
 	if strings.Contains(want[0], "fail") || !strings.Contains(want[1], "fail") {
 		t.Errorf("unexpected decisions: %v", want)
+	}
+}
+
+// A policy that takes too long gives an error result naming it, and a denial
+// in enforce mode, within the bound.
+func TestPolicyTimeout(t *testing.T) {
+	slow := &v1beta1.ClusterImagePolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "slow-rego", Generation: 1},
+		Spec: v1beta1.ClusterImagePolicySpec{
+			Images:      []v1beta1.ImagePattern{{Glob: "**"}},
+			Authorities: []v1beta1.Authority{{Static: &v1beta1.StaticRef{Action: v1beta1.StaticActionPass}}},
+			Policy: &v1beta1.Policy{Type: v1beta1.PolicyTypeRego, IncludeSpec: new(true), Data: `package sigstore
+isCompliant {
+  some i, j, k
+  numbers.range(1, 2000)[i]
+  numbers.range(1, 2000)[j]
+  numbers.range(1, 2000)[k]
+  false
+}`},
+		},
+	}
+	p, err := Compile(slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := NewSet([]*CompiledPolicy{p}, nil)
+	obj, err := DecodeObject([]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"ubuntu"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	d := set.Decide(context.Background(), obj, Options{PolicyTimeout: 100 * time.Millisecond})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the decision took %s despite a 100ms bound", took)
+	}
+	if d.Allowed || len(d.Results) != 1 || d.Results[0].Result != ResultError {
+		t.Fatalf("decision = %+v, want a denial with one error result", d)
+	}
+	if !strings.Contains(d.DenyMessage, "failed policy: slow-rego") || !strings.Contains(d.DenyMessage, "longer than its limit of 100ms") {
+		t.Errorf("denial %q does not name the policy and the limit", d.DenyMessage)
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -19,8 +21,10 @@ import (
 // projection the whole document, whose parts are written at most once per
 // decision however many policies read them.
 type inputBuilder struct {
-	obj  *Object
-	subj string
+	obj *Object
+	// timeout bounds each policy body's evaluation (Options.PolicyTimeout).
+	timeout time.Duration
+	subj    string
 
 	metadata    map[string]any // without managedFields, built on first use
 	hasMetadata bool
@@ -299,15 +303,37 @@ func appendJSONString(buf []byte, s string) []byte {
 // input it evaluates, so the key is the policy's generation and a hash of
 // exactly that input (its projection), which the replicas of a workload share.
 // read reports whether a CUE or Rego evaluation read the input's JSON.
-func (p *CompiledPolicy) evalBody(ctx context.Context, in evalInput) (r bodyResult, read bool) {
+func (p *CompiledPolicy) evalBody(ctx context.Context, in evalInput, timeout time.Duration) (r bodyResult, read bool) {
 	if r, ok := p.cache.get(in.key); ok {
 		return r, false
 	}
-	r = p.body.evaluate(ctx, in)
+	r = p.evaluateWithin(ctx, in, timeout)
 	if !r.errored { // errors may be transient (a cancelled context)
 		p.cache.put(in.key, r)
 	}
 	return r, !r.native
+}
+
+// evaluateWithin evaluates the body, giving up after timeout (when > 0).
+// Rego stops at the deadline; CUE cannot be interrupted, so an evaluation
+// that overruns finishes in the background and its result is dropped.
+func (p *CompiledPolicy) evaluateWithin(ctx context.Context, in evalInput, timeout time.Duration) bodyResult {
+	if timeout <= 0 {
+		return p.body.evaluate(ctx, in)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan bodyResult, 1)
+	go func() { done <- p.body.evaluate(ctx, in) }()
+	select {
+	case r := <-done:
+		return r
+	case <-ctx.Done():
+		return bodyResult{
+			err:     fmt.Errorf("failed evaluating %s policy for ClusterImagePolicy: the evaluation took longer than its limit of %s", strings.ToLower(p.bodyType()), timeout),
+			errored: true,
+		}
+	}
 }
 
 // resultCache is a bounded map from input hash to result. When the current
