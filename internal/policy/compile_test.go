@@ -1,12 +1,14 @@
 package policy
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 )
@@ -130,5 +132,38 @@ func TestPolicyBodyResolver(t *testing.T) {
 				t.Errorf("message %q does not contain %q", ipe.Error(), tc.err)
 			}
 		})
+	}
+}
+
+const largePolicySize = 1 << 20
+
+// A 1 MiB policy compiles and decides in bounded time: size alone is no way
+// to stall the webhook.
+func TestLargePolicy(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("spec: {\n")
+	for i := 0; b.Len() < largePolicySize; i++ {
+		fmt.Fprintf(&b, "\tfield%d?: \"value-%d\" | \"other-%d\"\n", i, i, i)
+	}
+	b.WriteString("\thostNetwork: false\n}\n")
+	yes := true
+	cip := newCIP("large", func(s *v1beta1.ClusterImagePolicySpec) {
+		s.Policy = &v1beta1.Policy{Type: "cue", IncludeSpec: &yes, Data: b.String()}
+	})
+	start := time.Now()
+	p, err := Compile(cip)
+	if err != nil {
+		t.Fatalf("a 1 MiB policy: %v", err)
+	}
+	obj, err := DecodeObject([]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"hostNetwork":true,"containers":[{"name":"c","image":"ubuntu"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewSet([]*CompiledPolicy{p}, nil).Decide(context.Background(), obj, Options{PolicyTimeout: DefaultPolicyTimeout})
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("compiling and deciding a 1 MiB policy took %s", took)
+	}
+	if d.Allowed || !strings.Contains(d.DenyMessage, "spec.hostNetwork") {
+		t.Errorf("decision %+v, want a denial naming spec.hostNetwork", d)
 	}
 }

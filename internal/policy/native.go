@@ -311,6 +311,11 @@ func (e *nativeError) Msg() (string, []any)        { return e.format, e.args }
 func (n *nativeCheck) probeNative(evaluate func(doc []byte) error) bool {
 	var leaves [][]nativeStep
 	n.collectLeaves(nil, &leaves)
+	// Each probe evaluates the whole policy, so probing costs leaves squared:
+	// a policy that large is left to CUE rather than stall its compilation.
+	if len(leaves) > maxNativeLeaves {
+		return false
+	}
 	for _, steps := range leaves {
 		leaf := steps[len(steps)-1].check.leaf
 		for i, shape := range []bool{false, true} {
@@ -333,6 +338,10 @@ func (n *nativeCheck) probeNative(evaluate func(doc []byte) error) bool {
 	}
 	return len(leaves) > 0
 }
+
+// maxNativeLeaves bounds the constrained values a policy may have and still
+// be decided natively; real policies have a handful.
+const maxNativeLeaves = 64
 
 // evaluateJSON evaluates a document given as JSON.
 func (n *nativeCheck) evaluateJSON(raw []byte) (error, bool) {
