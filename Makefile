@@ -113,8 +113,9 @@ test-e2e: tools build ## The end-to-end tests only: bin/vigil, a real kube-apise
 	go test $(GO_TEST_FLAGS) ./e2e/...
 
 .PHONY: bench
-bench: ## Run the benchmarks (results go in BENCHMARKS.md by hand).
+bench: tools build ## Run the benchmarks of BENCHMARKS.md (about 30 minutes; results go there by hand).
 	go test -run '^$$' -bench . -benchmem ./internal/...
+	go test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/
 
 ##@ Run
 

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -70,21 +71,14 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if t, ok := r.triggers.LoadAndDelete(req.NamespacedName); ok {
 		trigger = t.(string)
 	}
-	var pod corev1.Pod
-	if err := r.Get(ctx, req.NamespacedName, &pod); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "")
-		}
-		return ctrl.Result{}, err
-	}
-	judged, err := r.judged(ctx, &pod)
+	pod, err := r.pod(ctx, req.NamespacedName)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if !judged {
+	if pod == nil {
 		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "")
 	}
-	obj, err := policy.ObjectFromRuntime(&pod)
+	obj, err := policy.ObjectFromRuntime(pod)
 	if err != nil {
 		// Only a pod the API server would not have stored gets here; its
 		// report cannot be right, so it goes rather than stay stale.
@@ -99,12 +93,12 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		results[res.Policy] = res.Result
 	}
 
-	old, err := r.currentReport(ctx, &pod)
+	old, err := r.currentReport(ctx, pod)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	want := desiredReport(&pod, d, old, r.now())
-	if err := r.write(ctx, old, want); err != nil {
+	want, compact := r.desired(pod, d, old)
+	if err := r.write(ctx, old, want, compact); err != nil {
 		if apierrors.IsConflict(err) {
 			// Judge again once the cache has the newer report.
 			return ctrl.Result{RequeueAfter: conflictRequeue}, nil
@@ -114,11 +108,11 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		}
 		// The cache holds only reports labelled as Vigil's: this one lost
 		// its label (or was written a moment ago). Take it back as it stands.
-		if old, err = r.liveReport(ctx, &pod); err != nil {
+		if old, err = r.liveReport(ctx, pod); err != nil {
 			return ctrl.Result{}, err
 		}
-		want = desiredReport(&pod, d, old, r.now())
-		if err := r.write(ctx, old, want); err != nil {
+		want, compact = r.desired(pod, d, old)
+		if err := r.write(ctx, old, want, compact); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -126,50 +120,86 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if err := r.forget(ctx, req.NamespacedName, pod.UID); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.announce(&pod, old, want)
+	r.announce(pod, old, want)
 	if changed := r.tally.set(req.NamespacedName, results); len(changed) > 0 {
 		r.policyCountsChanged(changed)
 	}
 	return ctrl.Result{}, nil
 }
 
-// judged says whether pod gets a report: running or pending, in a namespace in scope.
-func (r *PodReconciler) judged(ctx context.Context, pod *corev1.Pod) (bool, error) {
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
-		return false, nil
+// pod returns the pod key if it gets a report, nil if not: it is gone,
+// terminating or finished, or its namespace is out of scope.
+//
+// Vigil's cache holds only the metadata of pods: whole pods, 30,000 of
+// them, would be most of Vigil's memory (BENCHMARKS.md, benchmark 6). The
+// pod itself is read from the API server, which serves it from its watch
+// cache, at least as new as the metadata that queued it.
+func (r *PodReconciler) pod(ctx context.Context, key types.NamespacedName) (*corev1.Pod, error) {
+	meta := podMetadata()
+	if err := r.Get(ctx, key, meta); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if meta.DeletionTimestamp != nil {
+		return nil, nil
 	}
 	var ns corev1.Namespace
-	if err := r.Get(ctx, client.ObjectKey{Name: pod.Namespace}, &ns); err != nil {
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return false, err
+	if err := r.Get(ctx, client.ObjectKey{Name: key.Namespace}, &ns); err != nil {
+		return nil, client.IgnoreNotFound(err)
 	}
-	return r.Scope.Includes(&ns), nil
+	if !r.Scope.Includes(&ns) {
+		return nil, nil
+	}
+	var pod corev1.Pod
+	if err := r.APIReader.Get(ctx, key, &pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: meta.ResourceVersion}}); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
+		return nil, nil
+	}
+	return &pod, nil
 }
 
-// currentReport is the pod's report, or nil.
+// podMetadata is an empty pod as Vigil's cache holds pods: metadata only.
+func podMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	return m
+}
+
+// desired is the report stating d for pod, in full and compacted as
+// Vigil's cache holds reports, with the timestamps of results unchanged
+// since old (compacted, or nil) carried over.
+func (r *PodReconciler) desired(pod *corev1.Pod, d policy.Decision, old *reportsv1alpha2.PolicyReport) (want, compact *reportsv1alpha2.PolicyReport) {
+	want = desiredReport(pod, d, r.now())
+	compact = compacted(r.reports, want)
+	keepTimestamps(want, compact, old)
+	return want, compact
+}
+
+// currentReport is the pod's report from the cache (compacted), or nil.
 func (r *PodReconciler) currentReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
-	rep, err := getReport(ctx, r.Client, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)})
+	rep, err := getReport(ctx, r.Client, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, false)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	return rep, err
 }
 
-// liveReport reads the pod's report from the API server, past the cache.
+// liveReport reads the pod's report from the API server, past the cache,
+// and compacts it as the cache would.
 func (r *PodReconciler) liveReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
-	rep, err := getReport(ctx, r.APIReader, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)})
+	rep, err := getReport(ctx, r.APIReader, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, true)
 	if err != nil {
 		return nil, fmt.Errorf("read %s %s/%s: %w", r.reports.name(), pod.Namespace, reportName(pod), err)
 	}
 	return rep, nil
 }
 
-// write creates or updates the report, only when its content changed. When
-// the report to create exists already, it returns the AlreadyExists error
-// unwrapped.
-func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.PolicyReport) error {
+// write creates or updates the report to want, only when its content
+// changed: old and compact are the report as it is and as it should be,
+// compacted. When the report to create exists already, it returns the
+// AlreadyExists error unwrapped.
+func (r *PodReconciler) write(ctx context.Context, old, want, compact *reportsv1alpha2.PolicyReport) error {
 	var err error
 	outcome := metrics.WriteUnchanged
 	switch {
@@ -179,7 +209,7 @@ func (r *PodReconciler) write(ctx context.Context, old, want *reportsv1alpha2.Po
 		if apierrors.IsAlreadyExists(err) {
 			return err // the caller takes the existing report over
 		}
-	case !sameContent(old, want):
+	case !sameContent(old, compact):
 		outcome = metrics.WriteUpdated
 		updated := old.DeepCopy()
 		updated.Labels = mergeLabels(updated.Labels, want.Labels)
@@ -265,8 +295,9 @@ func mergeLabels(have, want map[string]string) map[string]string {
 
 // queueAll marks every pod in scope as queued for trigger and returns their keys.
 func (r *PodReconciler) queueAll(ctx context.Context, trigger string, opts ...client.ListOption) []ctrl.Request {
-	var pods corev1.PodList
-	if err := r.List(ctx, &pods, opts...); err != nil {
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.List(ctx, pods, opts...); err != nil {
 		log.FromContext(ctx).Error(err, "list pods to re-judge")
 		return nil
 	}

@@ -30,9 +30,9 @@ const (
 // its predecessor's report.
 func reportName(pod *corev1.Pod) string { return string(pod.UID) }
 
-// desiredReport is the report that states decision d for pod. Timestamps of
-// results that did not change are carried over from old (which may be nil).
-func desiredReport(pod *corev1.Pod, d policy.Decision, old *reportsv1alpha2.PolicyReport, now time.Time) *reportsv1alpha2.PolicyReport {
+// desiredReport is the report that states decision d for pod, with every
+// result stamped now (see keepTimestamps).
+func desiredReport(pod *corev1.Pod, d policy.Decision, now time.Time) *reportsv1alpha2.PolicyReport {
 	ref := corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
 	r := &reportsv1alpha2.PolicyReport{
 		ObjectMeta: metav1.ObjectMeta{
@@ -45,12 +45,6 @@ func desiredReport(pod *corev1.Pod, d policy.Decision, old *reportsv1alpha2.Poli
 		},
 		Scope: &ref,
 	}
-	previous := map[string]reportsv1alpha2.PolicyReportResult{}
-	if old != nil {
-		for _, res := range old.Results {
-			previous[res.Policy] = res
-		}
-	}
 	for _, res := range d.Results {
 		out := reportsv1alpha2.PolicyReportResult{
 			Source:      ReportSource,
@@ -62,13 +56,29 @@ func desiredReport(pod *corev1.Pod, d policy.Decision, old *reportsv1alpha2.Poli
 			Properties:  properties(res),
 			Timestamp:   metav1.Timestamp{Seconds: now.Unix(), Nanos: int32(now.Nanosecond())}, // #nosec G115 -- Nanosecond() is below 1e9, within int32
 		}
-		if prev, ok := previous[res.Policy]; ok && sameResult(prev, out) {
-			out.Timestamp = prev.Timestamp
-		}
 		r.Results = append(r.Results, out)
 		countResult(&r.Summary, out.Result)
 	}
 	return r
+}
+
+// keepTimestamps gives every result of want that did not change since old
+// (both compacted, manager.CompactReport) the timestamp it had in old, in
+// want and in compact alike.
+func keepTimestamps(want, compact, old *reportsv1alpha2.PolicyReport) {
+	if old == nil {
+		return
+	}
+	previous := make(map[string]reportsv1alpha2.PolicyReportResult, len(old.Results))
+	for _, res := range old.Results {
+		previous[res.Policy] = res
+	}
+	for i := range compact.Results {
+		if prev, ok := previous[compact.Results[i].Policy]; ok && sameResult(prev, compact.Results[i]) {
+			compact.Results[i].Timestamp = prev.Timestamp
+			want.Results[i].Timestamp = prev.Timestamp
+		}
+	}
 }
 
 // message is what a person reads first: the explanation when there is one,
@@ -121,7 +131,8 @@ func sameResult(a, b reportsv1alpha2.PolicyReportResult) bool {
 }
 
 // sameContent says whether writing want over have would change anything but
-// timestamps.
+// timestamps. Both are compacted (manager.CompactReport), so their results
+// compare by digest.
 func sameContent(have, want *reportsv1alpha2.PolicyReport) bool {
 	if len(have.Results) != len(want.Results) || have.Summary != want.Summary ||
 		!reflect.DeepEqual(have.Scope, want.Scope) ||

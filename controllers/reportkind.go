@@ -39,14 +39,27 @@ func reportKindFor(api manager.ReportAPI) reportKind {
 	return policyReports{}
 }
 
-// getReport reads the report key in the stored kind.
-func getReport(ctx context.Context, c client.Reader, k reportKind, key client.ObjectKey) (*reportsv1alpha2.PolicyReport, error) {
+// getReport reads the report key in the stored kind, compacting it as
+// Vigil's cache does (manager.CompactReport) when compact is true, for a
+// reader past the cache.
+func getReport(ctx context.Context, c client.Reader, k reportKind, key client.ObjectKey, compact bool) (*reportsv1alpha2.PolicyReport, error) {
 	obj := k.newObject()
 	if err := c.Get(ctx, key, obj); err != nil {
 		return nil, err
 	}
+	if compact {
+		_, _ = manager.CompactReport(obj)
+	}
 	rep, _ := k.fromStored(obj)
 	return rep, nil
+}
+
+// compacted is rep as Vigil's cache would hold it once stored as k.
+func compacted(k reportKind, rep *reportsv1alpha2.PolicyReport) *reportsv1alpha2.PolicyReport {
+	stored := k.toStored(rep.DeepCopy())
+	_, _ = manager.CompactReport(stored)
+	out, _ := k.fromStored(stored)
+	return out
 }
 
 // listReports lists the reports in the stored kind.

@@ -120,7 +120,7 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 	}
 	return ctrl.NewControllerManagedBy(m).
 		Named("pod").
-		For(&corev1.Pod{}).
+		For(&corev1.Pod{}, builder.OnlyMetadata).
 		Watches(reports.newObject(), handler.EnqueueRequestsFromMapFunc(reportToPod(reports))).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -45,6 +46,20 @@ configuration --webhook-config-name.`,
 			if opts.ReportAPI, err = manager.ParseReportAPI(reportAPI); err != nil {
 				return &exitError{code: exitBadInput, err: fmt.Errorf("--report-api: %w", err)}
 			}
+			if opts.LeaderElection {
+				for flag, d := range map[string]time.Duration{
+					"--leader-elect-lease-duration": opts.LeaseDuration,
+					"--leader-elect-renew-deadline": opts.RenewDeadline,
+					"--leader-elect-retry-period":   opts.RetryPeriod,
+				} {
+					if d <= 0 {
+						return &exitError{code: exitBadInput, err: fmt.Errorf("%s must be positive, not %s", flag, d)}
+					}
+				}
+				if err := opts.ValidateLeaderElection(); err != nil {
+					return &exitError{code: exitBadInput, err: err}
+				}
+			}
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 			if nsLabel {
@@ -76,8 +91,12 @@ configuration --webhook-config-name.`,
 	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8443", "address of the metrics endpoint; 0 disables it")
 	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	f.StringVar(&opts.PprofBindAddress, "pprof-bind-address", "0", "address of Go's profiling endpoints (/debug/pprof/), for diagnosis; 0 disables them")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader so that only one replica writes reports")
 	f.StringVar(&opts.LeaderElectionID, "leader-election-id", manager.DefaultLeaderElectionID, "name of the leader-election Lease")
+	f.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", manager.DefaultLeaseDuration, "how long a standby replica waits after the leader's last renewal before it takes the Lease over: about how long reports go unwritten when the leader dies")
+	f.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", manager.DefaultRenewDeadline, "how long the leader keeps failing to renew the Lease (say, kube-apiserver unreachable) before it gives up leadership and exits; shorter than --leader-elect-lease-duration")
+	f.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", manager.DefaultRetryPeriod, "how often replicas try to acquire or renew the Lease; the renew deadline must exceed 1.2 times it")
 	f.IntVar(&opts.WebhookPort, "webhook-port", 9443, "port of the webhook server; -1 disables the webhook (for example beside policy-controller)")
 	f.StringVar(&opts.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory the webhook certificate is written to")
 	f.StringVar(&opts.CertSecretName, "cert-secret", manager.DefaultCertSecretName, "Secret holding the webhook CA and certificate")
@@ -88,6 +107,8 @@ configuration --webhook-config-name.`,
 	f.StringVar(&reportAPI, "report-api", string(manager.ReportAPIWGPolicy), fmt.Sprintf("API of the reports written, one per pod: %s (PolicyReport) or %s (Report, whose CRDs config/overlays/openreports installs)", manager.ReportAPIWGPolicy, manager.ReportAPIOpenReports))
 	f.StringVar(&verify.NamespaceSelector, "namespace-selector", verify.NamespaceSelector, "label selector of the namespaces whose running pods are verified; empty: every namespace but kube-system and Vigil's own")
 	f.BoolVar(&nsLabel, "metrics-namespace-label", false, "add a namespace label to vigil_policy_results and vigil_drift_total (one series per namespace and policy)")
+	f.Float32Var(&opts.KubeAPIQPS, "kube-api-qps", manager.DefaultKubeAPIQPS, "requests per second Vigil may send the API server, sustained; negative: no client-side bound")
+	f.IntVar(&opts.KubeAPIBurst, "kube-api-burst", manager.DefaultKubeAPIBurst, "requests Vigil may send the API server at once before --kube-api-qps applies")
 	f.IntVar(&verify.Workers, "workers", verify.Workers, "pods judged at once by the verify path")
 	f.Float64Var(&verify.EventsPerSecond, "events-per-second", verify.EventsPerSecond, "sustained rate of PolicyViolation and PolicyCompliant events; bursts beyond it are dropped and counted")
 	f.DurationVar(&verify.ResyncPeriod, "resync-period", verify.ResyncPeriod, "how often every pod is judged again although nothing changed; 0 turns it off")

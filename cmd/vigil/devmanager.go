@@ -82,6 +82,8 @@ func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, read
 		WebhookConfigName:      manager.DefaultWebhookConfigName,
 		NoMatchPolicy:          policy.NoMatchDeny,
 		PolicyTimeout:          policy.DefaultPolicyTimeout,
+		KubeAPIQPS:             manager.DefaultKubeAPIQPS,
+		KubeAPIBurst:           manager.DefaultKubeAPIBurst,
 	})
 	if err != nil {
 		return err

@@ -45,6 +45,13 @@ const (
 	DefaultLeaderElectionID  = "vigil.policy.sigstore.dev"
 )
 
+// Leader-election timing defaults (controller-runtime's own).
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+)
+
 // What the manager itself needs, besides the reconcilers' own rules: its
 // settings, certificate and Lease in its namespace only, and the caBundle of
 // its own webhook configuration.
@@ -67,9 +74,20 @@ type Options struct {
 	// and authorization (in cluster); plain HTTP otherwise (`vigil dev`).
 	SecureMetrics          bool
 	HealthProbeBindAddress string
+	// PprofBindAddress serves Go's profiles (net/http/pprof); "" or "0" is off.
+	PprofBindAddress string
 
 	LeaderElection   bool
 	LeaderElectionID string
+	// LeaseDuration is how long a replica waits, after the leader's last
+	// renewal, before it takes the Lease over; RenewDeadline how long the
+	// leader keeps trying to renew before it gives up leadership (and the
+	// process exits); RetryPeriod how often every replica tries. Zero means
+	// controller-runtime's defaults, DefaultLeaseDuration, DefaultRenewDeadline
+	// and DefaultRetryPeriod.
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
 
 	// WebhookHost and WebhookPort are where the webhook server listens;
 	// WebhookPort < 0 disables the webhook.
@@ -101,7 +119,21 @@ type Options struct {
 	// ReportAPI is the API of the reports Vigil writes, caches and
 	// deletes; empty means ReportAPIWGPolicy.
 	ReportAPI ReportAPI
+
+	// KubeAPIQPS and KubeAPIBurst bound the requests Vigil sends the API
+	// server (client-go's token bucket). A negative QPS turns the bound off
+	// and leaves fairness to the API server's priority and fairness.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 }
+
+// Defaults of the client rate limit. A policy change rewrites one report per
+// pod, and the verify path's workers are few, so the workers, not this
+// bound, set the pace on a healthy API server (see BENCHMARKS.md, benchmark 4).
+const (
+	DefaultKubeAPIQPS   = 200
+	DefaultKubeAPIBurst = 400
+)
 
 // ReportAPI is the group/version of the reports Vigil writes (--report-api).
 type ReportAPI string
@@ -158,6 +190,10 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if _, err := ParseReportAPI(string(opts.ReportAPI)); err != nil {
 		return nil, fmt.Errorf("report API: %w", err)
 	}
+	cfg = rest.CopyConfig(cfg)
+	if opts.KubeAPIQPS != 0 {
+		cfg.QPS, cfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
+	}
 	metricsOpts := metricsserver.Options{BindAddress: opts.MetricsBindAddress}
 	if opts.SecureMetrics {
 		metricsOpts.SecureServing = true
@@ -168,10 +204,14 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		Scheme:                        apis.NewScheme(),
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		PprofBindAddress:              opts.PprofBindAddress,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              opts.LeaderElectionID,
 		LeaderElectionNamespace:       opts.Namespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 durationOrNil(opts.LeaseDuration),
+		RenewDeadline:                 durationOrNil(opts.RenewDeadline),
+		RetryPeriod:                   durationOrNil(opts.RetryPeriod),
 		// No WebhookServer here: ours starts only once its certificate exists.
 		WebhookServer: nil,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -180,12 +220,14 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 			&corev1.Secret{}:    {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 			// Only Vigil's own reports, of the one API it writes (the other
-			// API's CRD need not be installed).
-			reportObject(opts.ReportAPI): {Label: labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue})},
-			// Pods keep only what a judgement reads.
-			&corev1.Pod{}: {Transform: trimPod},
+			// API's CRD need not be installed), compacted.
+			reportObject(opts.ReportAPI): {
+				Label:     labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue}),
+				Transform: CompactReport,
+			},
 		},
 			// managedFields is never read and is a large part of every object.
+			// (Pods are cached as metadata only: see controllers.PodReconciler.)
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
 	})
@@ -278,23 +320,44 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// ValidateLeaderElection checks the leader-election timing as client-go's
+// elector will, so that a bad combination is refused at once, with the
+// values, rather than when the manager starts. Zero values stand for the
+// defaults.
+func (o Options) ValidateLeaderElection() error {
+	lease, renew, retry := o.LeaseDuration, o.RenewDeadline, o.RetryPeriod
+	if lease == 0 {
+		lease = DefaultLeaseDuration
+	}
+	if renew == 0 {
+		renew = DefaultRenewDeadline
+	}
+	if retry == 0 {
+		retry = DefaultRetryPeriod
+	}
+	switch {
+	case lease < 0 || renew < 0 || retry < 0:
+		return fmt.Errorf("leader-election durations must be positive (lease duration %s, renew deadline %s, retry period %s)", lease, renew, retry)
+	case lease <= renew:
+		return fmt.Errorf("the lease duration (%s) must be longer than the renew deadline (%s)", lease, renew)
+	case renew <= time.Duration(1.2*float64(retry)):
+		return fmt.Errorf("the renew deadline (%s) must be longer than 1.2 times the retry period (%s)", renew, retry)
+	}
+	return nil
+}
+
+func durationOrNil(d time.Duration) *time.Duration {
+	if d == 0 {
+		return nil
+	}
+	return &d
+}
+
 // Labels of everything Vigil writes.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "vigil"
 )
-
-// trimPod drops from cached pods what no judgement reads: managedFields and
-// the status, except the phase, which says whether the pod still runs.
-func trimPod(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	pod.ManagedFields = nil
-	pod.Status = corev1.PodStatus{Phase: pod.Status.Phase}
-	return pod, nil
-}
 
 // tlsMinVersion refuses TLS older than 1.2 on every server Vigil runs.
 func tlsMinVersion(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }
