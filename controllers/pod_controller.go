@@ -25,9 +25,6 @@ import (
 // judged again.
 const conflictRequeue = 100 * time.Millisecond
 
-// scopeNameIndex indexes Vigil's reports by the name of their pod.
-const scopeNameIndex = "scope.name"
-
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=wgpolicyk8s.io,resources=policyreports,verbs=get;list;watch;create;update;patch;delete
@@ -51,6 +48,8 @@ type PodReconciler struct {
 
 	events *eventEmitter
 	tally  *tally
+	// stale names reports that may belong to an earlier pod of a name.
+	stale *staleReports
 	// policyCountsChanged is told which policies' pod counts changed.
 	policyCountsChanged func(policies []string)
 	// triggers remembers why a pod was queued, for vigil_evaluations_total.
@@ -71,19 +70,21 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if t, ok := r.triggers.LoadAndDelete(req.NamespacedName); ok {
 		trigger = t.(string)
 	}
-	pod, err := r.pod(ctx, req.NamespacedName)
+	stale := r.stale.get(req.NamespacedName)
+	pod, uid, err := r.pod(ctx, req.NamespacedName)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if pod == nil {
-		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "")
+		// Not judged: the report of the pod as it is goes too.
+		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "", append(stale, string(uid)))
 	}
 	obj, err := policy.ObjectFromRuntime(pod)
 	if err != nil {
 		// Only a pod the API server would not have stored gets here; its
 		// report cannot be right, so it goes rather than stay stale.
 		log.FromContext(ctx).Error(err, "cannot read pod for judgement")
-		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "")
+		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "", append(stale, string(uid)))
 	}
 	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.NoMatch.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout})
 	metrics.LastEvaluation.SetToCurrentTime()
@@ -117,7 +118,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		}
 	}
 	// A report of an earlier pod of the same name is stale by definition.
-	if err := r.forget(ctx, req.NamespacedName, pod.UID); err != nil {
+	if err := r.forget(ctx, req.NamespacedName, pod.UID, stale); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.announce(pod, old, want)
@@ -128,35 +129,36 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 }
 
 // pod returns the pod key if it gets a report, nil if not: it is gone,
-// terminating or finished, or its namespace is out of scope.
+// terminating or finished, or its namespace is out of scope. uid is the
+// pod's UID when it exists.
 //
 // Vigil's cache holds only the metadata of pods: whole pods, 30,000 of
 // them, would be most of Vigil's memory (BENCHMARKS.md, benchmark 6). The
 // pod itself is read from the API server, which serves it from its watch
 // cache, at least as new as the metadata that queued it.
-func (r *PodReconciler) pod(ctx context.Context, key types.NamespacedName) (*corev1.Pod, error) {
+func (r *PodReconciler) pod(ctx context.Context, key types.NamespacedName) (pod *corev1.Pod, uid types.UID, err error) {
 	meta := podMetadata()
 	if err := r.Get(ctx, key, meta); err != nil {
-		return nil, client.IgnoreNotFound(err)
+		return nil, "", client.IgnoreNotFound(err)
 	}
 	if meta.DeletionTimestamp != nil {
-		return nil, nil
+		return nil, meta.UID, nil
 	}
 	var ns corev1.Namespace
 	if err := r.Get(ctx, client.ObjectKey{Name: key.Namespace}, &ns); err != nil {
-		return nil, client.IgnoreNotFound(err)
+		return nil, meta.UID, client.IgnoreNotFound(err)
 	}
 	if !r.Scope.Includes(&ns) {
-		return nil, nil
+		return nil, meta.UID, nil
 	}
-	var pod corev1.Pod
-	if err := r.APIReader.Get(ctx, key, &pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: meta.ResourceVersion}}); err != nil {
-		return nil, client.IgnoreNotFound(err)
+	pod = &corev1.Pod{}
+	if err := r.APIReader.Get(ctx, key, pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: meta.ResourceVersion}}); err != nil {
+		return nil, meta.UID, client.IgnoreNotFound(err)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
-		return nil, nil
+		return nil, pod.UID, nil
 	}
-	return &pod, nil
+	return pod, pod.UID, nil
 }
 
 // podMetadata is an empty pod as Vigil's cache holds pods: metadata only.
@@ -228,17 +230,20 @@ func (r *PodReconciler) write(ctx context.Context, old, want, compact *reportsv1
 	return nil
 }
 
-// forget deletes the reports of the pod key, except the one of the pod with
-// UID keep, and drops the pod from the counts when keep is empty.
-func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, keep types.UID) error {
-	reports, err := listReports(ctx, r.Client, r.reports, client.InNamespace(key.Namespace), client.MatchingFields{scopeNameIndex: key.Name})
-	if err != nil {
-		return err
-	}
-	for i := range reports {
-		rep := &reports[i]
-		if keep != "" && rep.Name == string(keep) {
+// forget deletes the reports named, but the one of the pod with UID keep,
+// that Vigil's cache holds, and drops the pod key from the counts when keep
+// is empty. The names are then no longer noted as stale.
+func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, keep types.UID, names []string) error {
+	for _, name := range names {
+		if name == "" || name == string(keep) {
 			continue
+		}
+		rep, err := getReport(ctx, r.Client, r.reports, client.ObjectKey{Namespace: key.Namespace, Name: name}, false)
+		if apierrors.IsNotFound(err) {
+			continue // gone already, or never written
+		}
+		if err != nil {
+			return err
 		}
 		if err := r.Delete(ctx, r.reports.toStored(rep)); err != nil && !apierrors.IsNotFound(err) {
 			metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
@@ -246,6 +251,7 @@ func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, ke
 		}
 		metrics.ReportWrites.WithLabelValues(metrics.WriteDeleted).Inc()
 	}
+	r.stale.done(key, names)
 	if keep == "" {
 		if changed := r.tally.set(key, nil); len(changed) > 0 {
 			r.policyCountsChanged(changed)

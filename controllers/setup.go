@@ -6,7 +6,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -62,14 +61,7 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 	// The reports are PolicyReports or openreports.io Reports, as the
 	// manager caches them (--report-api); the reconcilers do not tell.
 	reports := reportKindFor(m.ReportAPI)
-	if err := m.GetFieldIndexer().IndexField(ctx, reports.newObject(), scopeNameIndex, func(obj client.Object) []string {
-		if scope := reports.scopeOf(obj); scope != nil {
-			return []string{scope.Name}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("index %ss: %w", reports.name(), err)
-	}
+	stale := newStaleReports()
 	events := newEventEmitter(m.GetEventRecorder("vigil"), o.EventsPerSecond, o.EventBurst)
 	counts := newTally()
 
@@ -89,7 +81,7 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 	pods := &PodReconciler{
 		Client: m.GetClient(), APIReader: m.GetAPIReader(), Policies: m.Policies, NoMatch: m.Config, Scope: scope,
 		PolicyTimeout: m.PolicyTimeout,
-		reports:       reports, events: events, tally: counts, now: time.Now,
+		reports:       reports, events: events, tally: counts, stale: stale, now: time.Now,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
 				if n == policy.NoMatchingPolicies {
@@ -120,8 +112,9 @@ func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error 
 	}
 	return ctrl.NewControllerManagedBy(m).
 		Named("pod").
-		For(&corev1.Pod{}, builder.OnlyMetadata).
-		Watches(reports.newObject(), handler.EnqueueRequestsFromMapFunc(reportToPod(reports))).
+		// Pods are cached as metadata only (see PodReconciler.pod).
+		WatchesMetadata(&corev1.Pod{}, podEvents{EventHandler: &handler.EnqueueRequestForObject{}, stale: stale}).
+		Watches(reports.newObject(), handler.EnqueueRequestsFromMapFunc(reportToPod(reports, stale))).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))
 		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deletionStarted))).
@@ -166,14 +159,17 @@ var deletionStarted = predicate.Funcs{
 }
 
 // reportToPod queues the pod a report is about, so a report deleted or edited
-// by someone else is put right, and one whose pod is gone is deleted.
-func reportToPod(reports reportKind) handler.MapFunc {
+// by someone else is put right, and one whose pod is gone is deleted: the
+// report is noted as possibly stale for the reconciler to check.
+func reportToPod(reports reportKind, stale *staleReports) handler.MapFunc {
 	return func(_ context.Context, obj client.Object) []ctrl.Request {
 		scope := reports.scopeOf(obj)
 		if scope == nil || scope.Kind != "Pod" {
 			return nil
 		}
-		return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: scope.Name}}}
+		pod := types.NamespacedName{Namespace: obj.GetNamespace(), Name: scope.Name}
+		stale.add(pod, obj.GetName())
+		return []ctrl.Request{{NamespacedName: pod}}
 	}
 }
 

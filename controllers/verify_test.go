@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -161,6 +162,29 @@ func TestReportFollowsItsPod(t *testing.T) {
 		update(t, rep, func(r *reportsv1alpha2.PolicyReport) { delete(r.Labels, controllers.ManagedByLabel) })
 		// reportOf lists by the label: the report is Vigil's again once the label is back.
 		waitForResults(t, pod, want)
+	})
+
+	t.Run("pod re-created under the same name", func(t *testing.T) {
+		first := newPod(ns.Name, "again", image("lifecycle", "app"))
+		create(t, first)
+		old := waitForResults(t, first, want)
+		deleteObject(t, first)
+		second := newPod(ns.Name, "again", image("lifecycle", "app"))
+		create(t, second)
+		if second.UID == first.UID {
+			t.Fatal("the API server gave the new pod the old pod's UID")
+		}
+		rep := waitForResults(t, second, want)
+		if rep.Name != string(second.UID) || rep.Name == old.Name {
+			t.Errorf("report %s, want one named after the new pod's UID %s", rep.Name, second.UID)
+		}
+		eventually(t, settleTimeout, func() error {
+			err := k8s.Get(context.Background(), client.ObjectKeyFromObject(old), &reportsv1alpha2.PolicyReport{})
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("the first pod's report %s is still there (%v)", old.Name, err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("report deleted by someone else", func(t *testing.T) {

@@ -1,0 +1,74 @@
+package controllers
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// staleReports remembers, per pod, the names of reports that may not be
+// the report of the pod as it is now: every report the watch shows, and the
+// report of every pod seen deleted (a report is named after its pod's UID).
+// The pod reconciler deletes those that are not, and forgets them all.
+//
+// It stands in for an index of the cached reports by pod, which client-go
+// would keep as two sets per pod, about a tenth of Vigil's memory per pod,
+// for the rare report that outlives its pod. An entry lives from an event
+// to the reconciliation that event queues.
+type staleReports struct {
+	mu    sync.Mutex
+	names map[types.NamespacedName][]string
+}
+
+func newStaleReports() *staleReports {
+	return &staleReports{names: map[types.NamespacedName][]string{}}
+}
+
+// add notes that report may be a report of an earlier pod named pod.
+func (s *staleReports) add(pod types.NamespacedName, report string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !slices.Contains(s.names[pod], report) {
+		s.names[pod] = append(s.names[pod], report)
+	}
+}
+
+// get returns the names noted for pod.
+func (s *staleReports) get(pod types.NamespacedName) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.names[pod])
+}
+
+// done forgets the names of pod that were handled; names noted meanwhile
+// stay for the reconciliation their event queued.
+func (s *staleReports) done(pod types.NamespacedName, handled []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	left := slices.DeleteFunc(s.names[pod], func(n string) bool { return slices.Contains(handled, n) })
+	if len(left) == 0 {
+		delete(s.names, pod)
+		return
+	}
+	s.names[pod] = left
+}
+
+// podEvents queues the pod of every event, as EnqueueRequestForObject does,
+// and notes the report of a deleted pod as stale.
+type podEvents struct {
+	handler.EventHandler
+	stale *staleReports
+}
+
+func (h podEvents) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if e.Object != nil && e.Object.GetUID() != "" {
+		h.stale.add(types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}, string(e.Object.GetUID()))
+	}
+	h.EventHandler.Delete(ctx, e, q)
+}
