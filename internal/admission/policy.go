@@ -17,6 +17,9 @@ import (
 // PolicyValidator rejects a ClusterImagePolicy whose fields break
 // policy-controller's validation rules or whose CUE or Rego does not compile,
 // so a broken policy is refused when it is written, not found at the first pod.
+// Compiling is bounded in time and memory (policy.Compiler's CompileTimeout
+// and CompileMemoryLimit, in a sandbox process): a policy that explodes is
+// refused with the limit it broke and the field that holds it.
 type PolicyValidator struct {
 	Compiler policy.Compiler
 }
@@ -46,6 +49,10 @@ func (v *PolicyValidator) Handle(_ context.Context, req admission.Request) admis
 		// A configMapRef or remote body is fetched by the controller; its
 		// problems show as Ready=False on the policy.
 		return admission.Allowed("")
+	case errors.As(err, &invalid) && invalid.Transient:
+		// A compile time limit hit, perhaps only because the replica was
+		// busy: refused (fail closed), but worth another try.
+		return badRequest(fmt.Errorf("validation failed: %w (applying the policy again may succeed if this replica was busy)", err))
 	default:
 		return badRequest(fmt.Errorf("validation failed: %w", err))
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -33,6 +35,12 @@ type InvalidPolicyError struct {
 	// Message is the full message; for validation errors it is formatted like
 	// policy-controller's (knative FieldError) messages.
 	Message string
+	// Transient: compiling the same policy again may succeed. The body
+	// broke the compile time limit (perhaps only because the machine was
+	// loaded), or another compilation held the compiler, or the compile
+	// sandbox could not be started. The policy store compiles such
+	// policies again, with a backoff.
+	Transient bool
 }
 
 func (e *InvalidPolicyError) Error() string { return e.Message }
@@ -55,6 +63,14 @@ type Compiler struct {
 	AllowEmptyAuthorities bool
 	// SystemNamespace, when set, is the only namespace key.secretRef may name.
 	SystemNamespace string
+	// CompileTimeout bounds the compilation of each CUE or Rego body, which
+	// runs first in a sandbox process (see sandbox.go); past it the policy
+	// fails to compile. Zero means DefaultCompileTimeout; a negative value
+	// turns the sandbox off: bodies are compiled in-process without bounds.
+	CompileTimeout time.Duration
+	// CompileMemoryLimit bounds the memory of the sandbox, in bytes. Zero
+	// means DefaultCompileMemoryLimit; a negative value means no bound.
+	CompileMemoryLimit int64
 }
 
 // Compile validates and compiles a policy with the zero Compiler.
@@ -93,6 +109,9 @@ type CompiledPolicy struct {
 	cache *resultCache
 	// observer of vigil_evaluation_duration_seconds for the policy's type.
 	observer prometheus.Observer
+	// overrunning counts CUE evaluations abandoned at their time limit and
+	// still running; see evaluateWithin.
+	overrunning atomic.Int32
 }
 
 // authority is a defaulted authority reduced to what evaluation needs.
@@ -197,7 +216,7 @@ func (c Compiler) compileAttestationPolicies(cipName string, spec *v1beta1.Clust
 				continue
 			}
 			field := child(child(index("spec.authorities", i), "attestations"), "policy")
-			if _, err := compileInline(cipName, field, att.Policy.Type, att.Policy.Data); err != nil {
+			if _, err := c.compileInline(cipName, field, att.Policy.Type, att.Policy.Data, nil); err != nil {
 				return err
 			}
 		}
@@ -226,7 +245,8 @@ func (c Compiler) compileBody(cipName, field string, pol *v1beta1.Policy) (evalu
 		}
 		data = body
 	}
-	return compileInline(cipName, field, pol.Type, data)
+	probe := &sandboxProbe{IncludeSpec: isTrue(pol.IncludeSpec), IncludeObjectMeta: isTrue(pol.IncludeObjectMeta), IncludeTypeMeta: isTrue(pol.IncludeTypeMeta)}
+	return c.compileInline(cipName, field, pol.Type, data, probe)
 }
 
 func checkSHA256(body, want string) error {
@@ -237,27 +257,54 @@ func checkSHA256(body, want string) error {
 	return nil
 }
 
-// compileInline compiles a CUE or Rego body; errors name field+".data" and
-// carry the compiler's positions.
-func compileInline(cipName, field, typ, data string) (evaluator, error) {
-	var (
-		ev  evaluator
-		err error
-	)
-	switch typ {
-	case v1beta1.PolicyTypeCUE:
-		ev, err = compileCUE(data)
-	case v1beta1.PolicyTypeRego:
-		ev, err = compileRego(data)
-	default: // validation rejects other types
-		err = fmt.Errorf("unsupported policy type %q", typ)
+// compileInline compiles a CUE or Rego body, first in the sandbox within
+// c's limits (where a CIP-level body, given probe, is also evaluated once
+// for a sample pod), then in-process; errors name field+".data" and carry
+// the compiler's positions.
+func (c Compiler) compileInline(cipName, field, typ, data string, probe *sandboxProbe) (evaluator, error) {
+	known := typ == v1beta1.PolicyTypeCUE || typ == v1beta1.PolicyTypeRego
+	if timeout, _ := c.limits(); timeout > 0 && known {
+		release, err := acquireCompileSlot(typ, timeout)
+		if err == nil {
+			defer release()
+			err = c.sandboxCompile(typ, data, probe)
+		}
+		if err != nil {
+			var limit *compileLimitError
+			return nil, compileError(cipName, field, typ, err, errors.As(err, &limit) && limit.transient)
+		}
 	}
+	ev, err := compileSource(typ, data)
 	if err != nil {
-		dataField := child(field, "data")
-		return nil, &InvalidPolicyError{Policy: cipName, Reason: v1beta1.ReasonCompileError, Field: dataField,
-			Message: fmt.Sprintf("%s: failed to compile the %s policy: %v", dataField, typ, err)}
+		return nil, compileError(cipName, field, typ, err, false)
 	}
 	return ev, nil
+}
+
+// compileSource compiles a CUE or Rego body in-process, without bounds.
+func compileSource(typ, data string) (evaluator, error) {
+	switch typ {
+	case v1beta1.PolicyTypeCUE:
+		e, err := compileCUE(data)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
+	case v1beta1.PolicyTypeRego:
+		e, err := compileRego(data)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
+	default: // validation rejects other types
+		return nil, fmt.Errorf("unsupported policy type %q", typ)
+	}
+}
+
+func compileError(cipName, field, typ string, err error, transient bool) *InvalidPolicyError {
+	dataField := child(field, "data")
+	return &InvalidPolicyError{Policy: cipName, Reason: v1beta1.ReasonCompileError, Field: dataField, Transient: transient,
+		Message: fmt.Sprintf("%s: failed to compile the %s policy: %v", dataField, typ, err)}
 }
 
 func setDefaults(spec *v1beta1.ClusterImagePolicySpec) {

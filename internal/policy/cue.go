@@ -134,7 +134,9 @@ func compileCUE(src string) (*cueEvaluator, error) {
 	if err := inst.policy.Validate(); err != nil {
 		return nil, formatCUEError(err)
 	}
-	if e.proj != nil {
+	// A native check of more leaves than maxNativeLeaves is not probed, so
+	// it is not built either: looking up each of n fields costs CUE n.
+	if e.proj != nil && e.proj.leaves(maxNativeLeaves+1) <= maxNativeLeaves {
 		if n, ok := buildNative(inst.policy, e.proj); ok && n.probeNative(func(doc []byte) error {
 			return inst.policy.Unify(inst.ctx.CompileBytes(doc)).Validate()
 		}) {

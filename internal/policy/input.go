@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -80,8 +81,8 @@ func (b *inputBuilder) part(p *CompiledPolicy, key string) (any, bool) {
 		}
 		if !b.metaDone {
 			b.metaDone = true
-			// managedFields is dropped so that the webhook (which sees it)
-			// and the reconcilers (whose cache strips it) judge the same document.
+			// managedFields is dropped: it says who wrote which field, not
+			// what the object is, and it changes with every writer.
 			if md, ok := b.obj.content["metadata"].(map[string]any); ok {
 				if _, has := md["managedFields"]; has {
 					md = maps.Clone(md)
@@ -317,18 +318,41 @@ func (p *CompiledPolicy) evalBody(ctx context.Context, in evalInput, timeout tim
 // evaluateWithin evaluates the body, giving up after timeout (when > 0).
 // Rego stops at the deadline; CUE cannot be interrupted, so an evaluation
 // that overruns finishes in the background and its result is dropped.
+// While it runs, the policy's other CUE evaluations are refused (an error
+// result) rather than started: at most one runaway per policy, instead of
+// one more for every object that sets it off.
 func (p *CompiledPolicy) evaluateWithin(ctx context.Context, in evalInput, timeout time.Duration) bodyResult {
 	if timeout <= 0 {
 		return p.body.evaluate(ctx, in)
 	}
+	_, uninterruptible := p.body.(*cueEvaluator)
+	if uninterruptible && p.overrunning.Load() > 0 {
+		return bodyResult{
+			err:     fmt.Errorf("failed evaluating cue policy for ClusterImagePolicy: an earlier evaluation took longer than its limit of %s and is still running; CUE cannot be interrupted, so no other evaluation of this policy starts until it ends", timeout),
+			errored: true,
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	done := make(chan bodyResult, 1)
-	go func() { done <- p.body.evaluate(ctx, in) }()
+	// state: 0 running, 1 finished, 2 abandoned.
+	var state atomic.Int32
+	go func() {
+		done <- p.body.evaluate(ctx, in)
+		if !state.CompareAndSwap(0, 1) && uninterruptible {
+			p.overrunning.Add(-1)
+		}
+	}()
 	select {
 	case r := <-done:
 		return r
 	case <-ctx.Done():
+		if !state.CompareAndSwap(0, 2) { // it finished just now
+			return <-done
+		}
+		if uninterruptible {
+			p.overrunning.Add(1)
+		}
 		return bodyResult{
 			err:     fmt.Errorf("failed evaluating %s policy for ClusterImagePolicy: the evaluation took longer than its limit of %s", strings.ToLower(p.bodyType()), timeout),
 			errored: true,

@@ -274,8 +274,8 @@ func (o *Object) images() []containerImage {
 }
 
 // inputDocument is what a CIP-level policy sees besides authorityMatches.
-// metadata.managedFields is dropped so that the webhook (which sees it) and
-// the reconcilers (whose cache strips it) judge the same document.
+// metadata.managedFields is dropped: it says who wrote which field, not what
+// the object is, and it changes with every writer.
 func (o *Object) inputDocument(spec, objectMeta, typeMeta bool) map[string]any {
 	doc := map[string]any{}
 	if spec {

@@ -98,6 +98,23 @@ func mergeProjections(a, b *projection) *projection {
 	}
 }
 
+// leaves counts the values p keeps whole, stopping at limit.
+func (p *projection) leaves(limit int) int {
+	switch p.kind {
+	case projStruct:
+		n := 0
+		for _, f := range p.fields {
+			if n += f.proj.leaves(limit - n); n >= limit {
+				break
+			}
+		}
+		return n
+	case projList, projIndex:
+		return p.elem.leaves(limit)
+	}
+	return 1
+}
+
 // String renders a projection for tests and debugging, e.g.
 // {spec:{containers:[{securityContext:*}]}}; * is a whole value.
 func (p *projection) String() string {
@@ -155,7 +172,8 @@ func cueProjection(src string) (proj *projection, topFields []string, ok bool) {
 	if !cueReadsOnlyByUnification(f) {
 		return nil, nil, false
 	}
-	root := &projection{kind: projStruct}
+	var root structProjection
+	seen := map[string]bool{}
 	for _, d := range f.Decls {
 		switch d := d.(type) {
 		case *cueast.Package, *cueast.CommentGroup, *cueast.Attribute:
@@ -176,15 +194,16 @@ func cueProjection(src string) (proj *projection, topFields []string, ok bool) {
 			if q == nil {
 				return nil, nil, false
 			}
-			root = root.withField(name, q)
-			if !slices.Contains(topFields, name) {
+			root.add(name, q)
+			if !seen[name] {
+				seen[name] = true
 				topFields = append(topFields, name)
 			}
 		default: // embeddings, imports, let clauses, comprehensions
 			return nil, nil, false
 		}
 	}
-	return root, topFields, true
+	return root.build(), topFields, true
 }
 
 // cueFieldName is the label of a field; isData is false for definitions and
@@ -241,7 +260,7 @@ func cueExprProjection(e cueast.Expr) *projection {
 }
 
 func cueStructProjection(elts []cueast.Decl) *projection {
-	p := &projection{kind: projStruct}
+	var p structProjection
 	for _, d := range elts {
 		switch d := d.(type) {
 		case *cueast.CommentGroup, *cueast.Attribute:
@@ -257,7 +276,7 @@ func cueStructProjection(elts []cueast.Decl) *projection {
 			if q == nil {
 				return nil
 			}
-			p = p.withField(name, q)
+			p.add(name, q)
 		case *cueast.Ellipsis:
 			if d.Type != nil {
 				return nil
@@ -267,12 +286,50 @@ func cueStructProjection(elts []cueast.Decl) *projection {
 			if q == nil {
 				return nil
 			}
-			p = mergeProjections(p, q)
+			p.merge(q)
 		default: // let clauses, comprehensions, bad declarations
 			return nil
 		}
 	}
-	return p
+	return p.build()
+}
+
+// structProjection builds a projStruct from fields in any order, as
+// withField and mergeProjections would, in time n log n rather than n^2
+// (a policy may declare tens of thousands of fields).
+type structProjection struct {
+	fields []projField
+	// whole: an embedding that is not a struct made the value whole.
+	whole bool
+}
+
+func (b *structProjection) add(name string, q *projection) {
+	b.fields = append(b.fields, projField{name, q})
+}
+
+// merge is mergeProjections(b, q).
+func (b *structProjection) merge(q *projection) {
+	if q.kind != projStruct {
+		b.whole = true
+		return
+	}
+	b.fields = append(b.fields, q.fields...)
+}
+
+func (b *structProjection) build() *projection {
+	if b.whole {
+		return wholeProjection
+	}
+	slices.SortStableFunc(b.fields, func(x, y projField) int { return cmp.Compare(x.name, y.name) })
+	var out []projField
+	for _, f := range b.fields {
+		if n := len(out); n > 0 && out[n-1].name == f.name {
+			out[n-1].proj = mergeProjections(out[n-1].proj, f.proj)
+			continue
+		}
+		out = append(out, f)
+	}
+	return &projection{kind: projStruct, fields: out}
 }
 
 // cuePredeclared are the predeclared identifiers a projected policy may

@@ -5,10 +5,12 @@ package policystore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -19,10 +21,17 @@ import (
 
 // Store holds the compiled policies. The zero value is not usable; use New.
 type Store struct {
-	compiler policy.Compiler
+	// compile is the policy.Compiler's Compile (tests replace it).
+	compile func(*v1beta1.ClusterImagePolicy) (*policy.CompiledPolicy, error)
+	// retryBase and retryMax bound the backoff of compiling again a policy
+	// whose compile error is transient (policy.InvalidPolicyError.Transient).
+	retryBase, retryMax time.Duration
 
-	mu        sync.Mutex
-	entries   map[string]entry
+	mu      sync.Mutex
+	entries map[string]entry
+	// latest is the uid and generation of the last Apply of each policy:
+	// a compilation that finishes after a newer one started is dropped.
+	latest    map[string]version
 	listeners []func(name string)
 
 	set    atomic.Pointer[policy.Set]
@@ -35,11 +44,30 @@ type entry struct {
 	generation int64
 	compiled   *policy.CompiledPolicy
 	broken     *policy.BrokenPolicy
+	// failures counts the transient compile errors of this generation in a
+	// row; retry compiles it again after a backoff.
+	failures int
+	retry    *time.Timer
 }
+
+type version struct {
+	uid        string
+	generation int64
+}
+
+// Default backoff of compiling again a policy whose compile error is
+// transient: 2s, 4s, 8s... up to 5 minutes. A policy that always breaks
+// the compile time limit costs one sandbox (at most --policy-timeout of
+// CPU) every 5 minutes.
+const (
+	defaultRetryBase = 2 * time.Second
+	defaultRetryMax  = 5 * time.Minute
+)
 
 // New returns an empty store whose policies compile with c.
 func New(c policy.Compiler) *Store {
-	s := &Store{compiler: c, entries: map[string]entry{}, synced: make(chan struct{})}
+	s := &Store{compile: c.Compile, retryBase: defaultRetryBase, retryMax: defaultRetryMax,
+		entries: map[string]entry{}, latest: map[string]version{}, synced: make(chan struct{})}
 	s.set.Store(policy.NewSet(nil, nil))
 	return s
 }
@@ -49,21 +77,61 @@ func (s *Store) Set() *policy.Set { return s.set.Load() }
 
 // Apply compiles cip unless this generation is already compiled and returns
 // the compile error, if any; a policy that does not compile stays in the set
-// as broken, so the objects it matches get error results.
+// as broken, so the objects it matches get error results. A transient
+// compile error (a compile limit hit, perhaps only because the replica was
+// busy) is not final: the same generation is compiled again after a backoff.
 func (s *Store) Apply(cip *v1beta1.ClusterImagePolicy) error {
+	return s.apply(cip, false)
+}
+
+// apply compiles cip; retry: even if this generation was compiled, as long
+// as its error was transient.
+func (s *Store) apply(cip *v1beta1.ClusterImagePolicy, retry bool) error {
+	v := version{uid: string(cip.UID), generation: cip.Generation}
 	s.mu.Lock()
 	old, ok := s.entries[cip.Name]
-	s.mu.Unlock()
-	if ok && old.generation == cip.Generation && old.uid == string(cip.UID) {
+	same := ok && old.generation == v.generation && old.uid == v.uid
+	if same && (!retry || !transient(old.err())) {
+		s.mu.Unlock()
 		return old.err()
 	}
-	e := entry{uid: string(cip.UID), generation: cip.Generation}
-	if p, err := s.compiler.Compile(cip); err != nil {
+	if retry && (!same || s.latest[cip.Name] != v) {
+		s.mu.Unlock()
+		return nil // replaced, being replaced or removed since the retry was scheduled
+	}
+	if !same && s.latest[cip.Name] == v {
+		// Another Apply is compiling this very generation; two would
+		// only wait for each other's compile slot.
+		s.mu.Unlock()
+		return nil
+	}
+	s.latest[cip.Name] = v
+	s.mu.Unlock()
+
+	e := entry{uid: v.uid, generation: v.generation}
+	p, err := s.compile(cip)
+	if err != nil {
 		e.broken = policy.NewBrokenPolicy(cip, err)
 	} else {
 		e.compiled = p
 	}
+
 	s.mu.Lock()
+	if s.latest[cip.Name] != v {
+		s.mu.Unlock()
+		return err // a newer Apply or a Remove came in meanwhile
+	}
+	old, ok = s.entries[cip.Name]
+	if ok && old.retry != nil {
+		old.retry.Stop()
+	}
+	if transient(err) {
+		e.failures = 1
+		if ok && old.uid == e.uid && old.generation == e.generation {
+			e.failures = old.failures + 1
+		}
+		e.retry = time.AfterFunc(s.backoff(e.failures), func() { _ = s.apply(cip, true) })
+	}
 	s.entries[cip.Name] = e
 	s.publishLocked()
 	listeners := s.listeners
@@ -74,12 +142,30 @@ func (s *Store) Apply(cip *v1beta1.ClusterImagePolicy) error {
 	return e.err()
 }
 
+// backoff is the wait before the failures+1-th compilation.
+func (s *Store) backoff(failures int) time.Duration {
+	d := s.retryBase
+	for i := 1; i < failures && d < s.retryMax; i++ {
+		d *= 2
+	}
+	return min(d, s.retryMax)
+}
+
+func transient(err error) bool {
+	var invalid *policy.InvalidPolicyError
+	return errors.As(err, &invalid) && invalid.Transient
+}
+
 // Remove drops the policy named name.
 func (s *Store) Remove(name string) {
 	s.mu.Lock()
-	_, ok := s.entries[name]
+	e, ok := s.entries[name]
 	delete(s.entries, name)
+	delete(s.latest, name)
 	if ok {
+		if e.retry != nil {
+			e.retry.Stop()
+		}
 		s.publishLocked()
 	}
 	listeners := s.listeners
