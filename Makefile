@@ -92,8 +92,9 @@ $(CONTROLLER_GEN):
 ##@ Test
 
 .PHONY: test
-test: tools verify build gosec ## Everything CI runs: verify, gosec, unit, envtest integration and e2e tests.
+test: tools verify build gosec ## Everything CI runs: verify, gosec, unit, envtest integration and e2e tests, and a brief fuzz.
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) fuzz FUZZTIME=$(CI_FUZZTIME)
 
 .PHONY: gosec
 gosec: $(GOSEC) ## Run gosec over the non-test code; fails on any finding not explained by a #nosec comment.
@@ -103,10 +104,12 @@ $(GOSEC):
 	BIN=$(BIN) hack/tools/build.sh gosec
 
 FUZZTIME ?= 30s
+CI_FUZZTIME ?= 10s
 .PHONY: fuzz
-fuzz: ## Fuzz the admission handler and the decision function for FUZZTIME each (default 30s); `make test` runs their corpora.
+fuzz: ## Fuzz the admission handler, the decision function and the projection for FUZZTIME each (default 30s; `make test` runs them for 10s, and their corpora).
 	go test -run '^$$' -fuzz '^FuzzWorkloadValidator$$' -fuzztime $(FUZZTIME) ./internal/admission/
 	go test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./internal/policy/
+	go test -run '^$$' -fuzz '^FuzzProjectionDifferential$$' -fuzztime $(FUZZTIME) ./internal/policy/
 
 .PHONY: test-e2e
 test-e2e: tools build ## The end-to-end tests only: bin/vigil, a real kube-apiserver and etcd, real kubectl.

@@ -2,15 +2,12 @@ package controllers_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/testenv"
@@ -115,24 +112,16 @@ func withCUE(data string) policyOption {
 // that it judges only the pods of the test that creates it.
 func seedPolicy(t *testing.T, name string, globs ...string) *v1beta1.ClusterImagePolicy {
 	t.Helper()
-	root, err := testenv.RepoRoot()
+	cip, err := testenv.SeedPolicy()
 	if err != nil {
 		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "samples", "cip.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cip v1beta1.ClusterImagePolicy
-	if err := yaml.UnmarshalStrict(data, &cip); err != nil {
-		t.Fatalf("config/samples/cip.yaml: %v", err)
 	}
 	cip.Name = name
 	cip.Spec.Images = nil
 	for _, g := range globs {
 		cip.Spec.Images = append(cip.Spec.Images, v1beta1.ImagePattern{Glob: g})
 	}
-	return &cip
+	return cip
 }
 
 // allowCapability edits the seed policy's CUE so that it also allows

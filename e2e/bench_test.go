@@ -87,16 +87,8 @@ var (
 )
 
 func mustSeedBody() string {
-	root, err := testenv.RepoRoot()
+	cip, err := testenv.SeedPolicy()
 	if err != nil {
-		panic(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "samples", "cip.yaml"))
-	if err != nil {
-		panic(err)
-	}
-	var cip v1beta1.ClusterImagePolicy
-	if err := yaml.Unmarshal(data, &cip); err != nil {
 		panic(err)
 	}
 	return cip.Spec.Policy.Data
@@ -107,7 +99,7 @@ func mustSeedBody() string {
 // namespace (the webhook is called) and an unlabelled one (it is skipped),
 // one at a time.
 func BenchmarkPodCreateOverhead(b *testing.B) {
-	const perNamespace, warmup = 1000, 50
+	perNamespace, warmup := small(1000, 100), 50
 	d := startDev(b)
 	c := benchClient(b, d.Kubeconfig)
 	ctx := b.Context()
@@ -471,7 +463,7 @@ func replica(ns string, w, r int, caps uint) *corev1.Pod {
 			add = append(add, c)
 		}
 	}
-	return &corev1.Pod{
+	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: fmt.Sprintf("%s-%s-%05x", app, hash, uint32(r*40503+w)&0xfffff),
 			GenerateName: app + "-" + hash + "-",
@@ -480,23 +472,10 @@ func replica(ns string, w, r int, caps uint) *corev1.Pod {
 				UID: types.UID(fmt.Sprintf("%08x-1111-4000-8000-000000000000", w)), Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
 		},
 		Spec: corev1.PodSpec{
-			NodeName:                      fmt.Sprintf("node-%03d", (r*31+w)%50),
-			ServiceAccountName:            "default",
-			AutomountServiceAccountToken:  ptr.To(false),
-			TerminationGracePeriodSeconds: ptr.To[int64](30),
-			Tolerations: []corev1.Toleration{
-				{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
-				{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
-			},
-			Volumes: []corev1.Volume{{Name: token, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-				DefaultMode: ptr.To[int32](420),
-				Sources: []corev1.VolumeProjection{
-					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}},
-					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
-						Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
-					{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace",
-						FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}}}},
-				}}}}},
+			NodeName: fmt.Sprintf("node-%03d", (r*31+w)%50),
+			// The token volume is the pod's own here, as the benchmark's
+			// API server runs no ServiceAccount admission.
+			AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{
 				Name:  "app",
 				Image: fmt.Sprintf("registry.example.com/team-%02d/%s:v1.%d", w%17, app, w%5),
@@ -506,13 +485,13 @@ func replica(ns string, w, r int, caps uint) *corev1.Pod {
 					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
 					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 				},
-				VolumeMounts:    []corev1.VolumeMount{{Name: token, ReadOnly: true, MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"}},
 				SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: add}},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
 					PeriodSeconds: 10},
 			}},
 		},
 	}
+	return testenv.AsAdmitted(p, token)
 }
 
 // parallel runs do(0..n-1) on workers goroutines and fails b on the first error.

@@ -74,9 +74,7 @@ func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) a
 	if err != nil {
 		return badRequest(fmt.Errorf("%s %s: %w", req.Kind.Kind, objectName(req), err))
 	}
-	waitCtx, cancel := context.WithTimeout(ctx, syncWait)
-	defer cancel()
-	if err := v.Policies.WaitSynced(waitCtx); err != nil {
+	if err := v.waitSynced(ctx); err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, err)
 	}
 	d := v.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: v.NoMatch.NoMatchPolicy(), PolicyTimeout: v.PolicyTimeout})
@@ -117,6 +115,19 @@ func warningLines(warnings []string) []string {
 		}
 	}
 	return out
+}
+
+// waitSynced waits, at most syncWait, for the policies at start-up; once
+// they are loaded it costs no timer.
+func (v *WorkloadValidator) waitSynced(ctx context.Context) error {
+	select {
+	case <-v.Policies.Synced():
+		return nil
+	default:
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, syncWait)
+	defer cancel()
+	return v.Policies.WaitSynced(waitCtx)
 }
 
 // skipRequest tells the requests policy-controller lets through unjudged:

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // Benchmark 1 of BENCHMARKS.md, decision cost. Run every benchmark of the
@@ -154,40 +155,12 @@ func realistic(base *corev1.Pod, w, replica int, caps uint) *corev1.Pod {
 	token := fmt.Sprintf("kube-api-access-%05x", uint32(replica*7919+w*104729)&0xfffff)
 	s := &p.Spec
 	s.NodeName = fmt.Sprintf("node-%03d", (replica*31+w)%50)
-	s.RestartPolicy = corev1.RestartPolicyAlways
-	s.DNSPolicy = corev1.DNSClusterFirst
-	s.SchedulerName = "default-scheduler"
-	s.ServiceAccountName = "default"
-	s.DeprecatedServiceAccount = "default"
-	s.TerminationGracePeriodSeconds = ptr.To[int64](30)
-	s.EnableServiceLinks = ptr.To(true)
-	s.PreemptionPolicy = ptr.To(corev1.PreemptLowerPriority)
-	s.Priority = ptr.To[int32](0)
-	if s.SecurityContext == nil {
-		s.SecurityContext = &corev1.PodSecurityContext{}
-	}
-	s.Tolerations = append(s.Tolerations,
-		corev1.Toleration{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
-		corev1.Toleration{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)})
-	s.Volumes = append(s.Volumes, corev1.Volume{Name: token, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-		DefaultMode: ptr.To[int32](420),
-		Sources: []corev1.VolumeProjection{
-			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}},
-			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
-				Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
-			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace",
-				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}}}},
-		}}}})
+	testenv.AsAdmitted(p, token)
 	dress := func(c *corev1.Container, i int) {
 		c.Image = fmt.Sprintf("registry.example.com/team-%02d/%s-%d:v1.%d", w%17, app, i, w%5)
-		c.ImagePullPolicy = corev1.PullIfNotPresent
-		c.TerminationMessagePath = "/dev/termination-log"
-		c.TerminationMessagePolicy = corev1.TerminationMessageReadFile
 		c.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{
 			corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}}
 		c.Env = append(c.Env, corev1.EnvVar{Name: "APP", Value: app})
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: token, ReadOnly: true,
-			MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"})
 	}
 	for i := range s.InitContainers {
 		dress(&s.InitContainers[i], 100+i)
