@@ -21,8 +21,8 @@ import (
 	"github.com/vigil-dev/vigil/internal/policystore"
 )
 
-// conflictRequeue is how soon a pod whose report changed under a write is
-// judged again.
+// conflictRequeue is how soon a pod is judged again when its report changed
+// under a write twice in a row.
 const conflictRequeue = 100 * time.Millisecond
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
@@ -100,20 +100,22 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	want, compact := r.desired(pod, d, old)
 	if err := r.write(ctx, old, want, compact); err != nil {
-		if apierrors.IsConflict(err) {
-			// Judge again once the cache has the newer report.
-			return ctrl.Result{RequeueAfter: conflictRequeue}, nil
-		}
-		if old != nil || !apierrors.IsAlreadyExists(err) {
+		if !apierrors.IsConflict(err) && (old != nil || !apierrors.IsAlreadyExists(err)) {
 			return ctrl.Result{}, err
 		}
-		// The cache holds only reports labelled as Vigil's: this one lost
-		// its label (or was written a moment ago). Take it back as it stands.
+		// The cache is behind the API server: the report changed since it
+		// was cached (after a restart of the API server, until the watch
+		// lists again), or it exists uncached (it lost Vigil's label, or
+		// was written a moment ago). Write over it as it stands there.
 		if old, err = r.liveReport(ctx, pod); err != nil {
 			return ctrl.Result{}, err
 		}
 		want, compact = r.desired(pod, d, old)
 		if err := r.write(ctx, old, want, compact); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+				// Someone else is writing it too: judge again shortly.
+				return ctrl.Result{RequeueAfter: conflictRequeue}, nil
+			}
 			return ctrl.Result{}, err
 		}
 	}
@@ -188,9 +190,12 @@ func (r *PodReconciler) currentReport(ctx context.Context, pod *corev1.Pod) (*re
 }
 
 // liveReport reads the pod's report from the API server, past the cache,
-// and compacts it as the cache would.
+// and compacts it as the cache would; nil if there is none.
 func (r *PodReconciler) liveReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
 	rep, err := getReport(ctx, r.APIReader, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, true)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s %s/%s: %w", r.reports.name(), pod.Namespace, reportName(pod), err)
 	}
