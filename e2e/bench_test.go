@@ -274,11 +274,7 @@ func startScale(b *testing.B) *scale {
 			b.Fatal(err)
 		}
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", cluster.Kubeconfig)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.reports = watchReports(b, unthrottled(cfg))
+	s.reports = watchReports(b, benchConfig(b, cluster.Kubeconfig))
 	// One replica at its defaults, with Go's profiles served for
 	// VIGIL_BENCH_PROFILES.
 	s.vigil = startControllerProcess(b, cluster, "bench", "--leader-elect=false", "--pprof-bind-address", s.pprofAddr)
@@ -520,10 +516,15 @@ func parallel(b *testing.B, workers, n int, do func(i int) error) {
 	}
 }
 
-// unthrottled is cfg without a client-side rate limit: the benchmark's own
-// requests must not be what limits it.
-func unthrottled(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
+// benchConfig is the configuration of kubeconfig's cluster without a
+// client-side rate limit: the benchmark's own requests must not be what
+// limits it.
+func benchConfig(b *testing.B, kubeconfig string) *rest.Config {
+	b.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		b.Fatal(err)
+	}
 	cfg.QPS, cfg.Burst = -1, 0
 	return cfg
 }
@@ -531,11 +532,7 @@ func unthrottled(cfg *rest.Config) *rest.Config {
 // benchClient is an unthrottled client of the cluster of kubeconfig.
 func benchClient(b *testing.B, kubeconfig string) client.Client {
 	b.Helper()
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := client.New(unthrottled(cfg), client.Options{Scheme: testenv.Scheme()})
+	c, err := client.New(benchConfig(b, kubeconfig), client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -593,10 +593,7 @@ type controllerProcess struct {
 	Name string
 	// MetricsAddr serves plain-HTTP metrics.
 	MetricsAddr string
-	cmd         *exec.Cmd
-	out         *syncBuffer
-	done        chan struct{}
-	waitErr     error
+	*subprocess
 }
 
 // startControllerProcess starts `bin/vigil controller` against c with the webhook
@@ -608,8 +605,6 @@ func startControllerProcess(t testing.TB, c *envCluster, name string, flags ...s
 	p := &controllerProcess{
 		Name:        name,
 		MetricsAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
-		out:         &syncBuffer{},
-		done:        make(chan struct{}),
 	}
 	argv := append([]string{"controller",
 		"--namespace", manager.DefaultNamespace,
@@ -618,20 +613,16 @@ func startControllerProcess(t testing.TB, c *envCluster, name string, flags ...s
 		"--health-probe-bind-address=0",
 		"--leader-elect=true",
 	}, flags...)
-	p.cmd = exec.Command(vigilBin(t), argv...)
+	cmd := exec.Command(vigilBin(t), argv...)
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "KUBECONFIG=") || strings.HasPrefix(kv, "POD_NAMESPACE=")
 	})
-	p.cmd.Env = append(env, "KUBECONFIG="+c.Kubeconfig)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	cmd.Env = append(env, "KUBECONFIG="+c.Kubeconfig)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var err error
+	if p.subprocess, err = startSubprocess(cmd); err != nil {
 		t.Fatalf("start vigil controller: %v", err)
 	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		p.stop(t)
 		if t.Failed() {
@@ -641,19 +632,7 @@ func startControllerProcess(t testing.TB, c *envCluster, name string, flags ...s
 	return p
 }
 
-// Pid is the process's id, which is also its process group's.
-func (p *controllerProcess) Pid() int { return p.cmd.Process.Pid }
-
-func (p *controllerProcess) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill SIGKILLs the process group and waits until the process is reaped.
+// kill SIGKILLs the process group (its id is the process's) and waits until the process is reaped.
 func (p *controllerProcess) kill(t testing.TB) {
 	t.Helper()
 	if err := syscall.Kill(-p.Pid(), syscall.SIGKILL); err != nil && !p.exited() {

@@ -63,10 +63,42 @@ type devEnv struct {
 
 	kubectl  string
 	cacheDir string // kubectl's discovery cache, kept out of $HOME
-	cmd      *exec.Cmd
-	out      *syncBuffer // stdout and stderr, interleaved
-	done     chan struct{}
-	waitErr  error
+	*subprocess
+}
+
+// subprocess is a started command whose stdout and stderr are kept and
+// whose exit is watched.
+type subprocess struct {
+	cmd     *exec.Cmd
+	out     *syncBuffer // stdout and stderr, interleaved
+	done    chan struct{}
+	waitErr error
+}
+
+// startSubprocess starts cmd, keeping its output, and watches for its exit.
+func startSubprocess(cmd *exec.Cmd) (*subprocess, error) {
+	p := &subprocess{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the process's id.
+func (p *subprocess) Pid() int { return p.cmd.Process.Pid }
+
+func (p *subprocess) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // startDev starts `bin/vigil dev` with the binaries of bin/, a kubeconfig
@@ -83,8 +115,6 @@ func startDev(t testing.TB, args ...string) *devEnv {
 		MetricsAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
 		kubectl:     kubectl,
 		cacheDir:    filepath.Join(base, "kubectl-cache"),
-		out:         &syncBuffer{},
-		done:        make(chan struct{}),
 	}
 	if err := os.MkdirAll(d.TmpDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -94,17 +124,13 @@ func startDev(t testing.TB, args ...string) *devEnv {
 		"--metrics-bind-address", d.MetricsAddr,
 		"--assets", filepath.Dir(kubectl),
 	}, args...)
-	d.cmd = exec.Command(vigil, argv...)
-	d.cmd.Env = append(os.Environ(), "TMPDIR="+d.TmpDir)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	cmd := exec.Command(vigil, argv...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+d.TmpDir)
 	began := time.Now()
-	if err := d.cmd.Start(); err != nil {
+	var err error
+	if d.subprocess, err = startSubprocess(cmd); err != nil {
 		t.Fatalf("start vigil dev: %v", err)
 	}
-	go func() {
-		d.waitErr = d.cmd.Wait()
-		close(d.done)
-	}()
 	t.Cleanup(func() {
 		if !d.exited() {
 			d.Stop(t)
@@ -129,18 +155,6 @@ func startDev(t testing.TB, args ...string) *devEnv {
 
 // Output is what vigil dev printed so far, stdout and stderr.
 func (d *devEnv) Output() string { return d.out.String() }
-
-// Pid is vigil dev's process id.
-func (d *devEnv) Pid() int { return d.cmd.Process.Pid }
-
-func (d *devEnv) exited() bool {
-	select {
-	case <-d.done:
-		return true
-	default:
-		return false
-	}
-}
 
 // Kubectl runs bin/kubectl against the dev cluster and returns its combined
 // output.
