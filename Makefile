@@ -61,7 +61,9 @@ lint: vet ## Check formatting and run go vet.
 .PHONY: verify
 GENERATED = apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml config/rbac/role.yaml config/webhook/manifests.yaml charts/vigil/crds/*.yaml config/overlays/openreports/crds/*.yaml
 
-verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs, RBAC, webhooks) are stale or code is not formatted.
+verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs, RBAC, webhooks) or go.mod are stale, code is not formatted, or an import rule of DESIGN.md is broken.
+	@if ! diff=$$(go mod tidy -diff); then echo "go.mod/go.sum are not tidy; run go mod tidy:"; echo "$$diff"; exit 1; fi
+	hack/check-imports.sh
 	@before=$$(cat $(GENERATED) 2>/dev/null | sha256sum); \
 	  $(MAKE) -s generate manifests >/dev/null; \
 	  after=$$(cat $(GENERATED) | sha256sum); \
@@ -123,7 +125,10 @@ bench: tools build ## Run the benchmarks of BENCHMARKS.md (about 30 minutes; res
 ##@ Run
 
 .PHONY: demo
-demo: tools build ## Replay the reference walkthrough against `vigil dev` with kubectl.
+# Only what `vigil dev` and the demo start: not the test tools.
+DEMO_TOOLS = etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
+demo: build ## Replay the reference walkthrough against `vigil dev` with kubectl.
+	BIN=$(BIN) hack/tools/build.sh $(DEMO_TOOLS)
 	hack/demo.sh
 
 .PHONY: deploy

@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/manager"
 	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/report"
 	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
@@ -185,8 +186,8 @@ func TestOpenReportsOverlay(t *testing.T) {
 	assertKeys(t, objs, append(slices.Clone(defaultObjects), openReportsCRDs...))
 
 	dep := byKey(objs)[objectKey{"Deployment", manager.DefaultNamespace, "vigil-controller"}]
-	if args := stringSlice(container(t, dep)["args"]); !slices.Contains(args, "--report-api="+string(manager.ReportAPIOpenReports)) {
-		t.Errorf("manager args = %q, want --report-api=%s", args, manager.ReportAPIOpenReports)
+	if args := stringSlice(container(t, dep)["args"]); !slices.Contains(args, "--report-api="+string(report.OpenReports)) {
+		t.Errorf("manager args = %q, want --report-api=%s", args, report.OpenReports)
 	}
 }
 

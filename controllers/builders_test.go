@@ -16,9 +16,6 @@ import (
 // Builders for the objects the tests create, so that every test states only
 // what matters to it.
 
-// includeLabel is the label the default --namespace-selector requires.
-const includeLabel = "policy.sigstore.dev/include"
-
 // namespaces numbers the namespaces the tests create: a deleted namespace
 // stays Terminating here (no kube-controller-manager), so a test run again
 // (-count) needs new names.
@@ -30,7 +27,7 @@ func newNamespace(base string, inScope bool) *corev1.Namespace {
 	name := fmt.Sprintf("%s-%d", base, namespaces.Add(1))
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if inScope {
-		ns.Labels = map[string]string{includeLabel: "true"}
+		ns.Labels = map[string]string{v1beta1.IncludeLabel: "true"}
 	}
 	return ns
 }

@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"unicode/utf8"
+
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -37,10 +39,20 @@ func (e *eventEmitter) emit(obj runtime.Object, eventType, reason, note string) 
 		metrics.EventsDropped.Inc()
 		return
 	}
-	if len(note) > maxEventNote {
-		note = note[:maxEventNote-3] + "..."
+	e.recorder.Eventf(obj, nil, eventType, reason, "Verify", "%s", truncate(note, maxEventNote))
+}
+
+// truncate cuts s to at most n bytes, ending in "..." when cut, never in
+// the middle of a UTF-8 character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	e.recorder.Eventf(obj, nil, eventType, reason, "Verify", "%s", note)
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func (e *eventEmitter) warning(obj runtime.Object, reason, note string) {

@@ -15,7 +15,8 @@ import (
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/controllers"
-	"github.com/vigil-dev/vigil/internal/manager"
+	"github.com/vigil-dev/vigil/internal/report"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // With --report-api=openreports.io/v1alpha1 Vigil writes one Report per pod
@@ -23,6 +24,7 @@ import (
 // the top besides), writes no PolicyReport, and deletes the Report when the
 // pod goes. The same pods are judged in one mode, then the other.
 func TestOpenReports(t *testing.T) {
+	testenv.Integration(t)
 	ns := newNamespace("openreports", true)
 	create(t, ns)
 	// Pass, fail and warn: one policy passes every pod of the test, two of
@@ -57,7 +59,7 @@ func TestOpenReports(t *testing.T) {
 		waitForGone(t, rep.DeepCopy())
 	}
 
-	startVigilReporting(t, manager.ReportAPIOpenReports, controllers.DefaultOptions(), nil)
+	startVigilReporting(t, report.OpenReports, controllers.DefaultOptions(), nil)
 	for name, p := range pods {
 		var rep *openreportsv1alpha1.Report
 		eventually(t, settleTimeout, func() error {
@@ -86,7 +88,7 @@ func TestOpenReports(t *testing.T) {
 	ghost := &openreportsv1alpha1.Report{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns.Name, Name: "stale-ghost",
-			Labels: map[string]string{controllers.ManagedByLabel: controllers.ManagedByValue},
+			Labels: map[string]string{report.ManagedByLabel: report.ManagedByValue},
 		},
 		Scope: &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns.Name, Name: "ghost"},
 	}
@@ -114,7 +116,7 @@ func TestOpenReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(written.Items) > 0 {
-		t.Errorf("with --report-api=%s Vigil wrote %d PolicyReport(s), want none", manager.ReportAPIOpenReports, len(written.Items))
+		t.Errorf("with --report-api=%s Vigil wrote %d PolicyReport(s), want none", report.OpenReports, len(written.Items))
 	}
 }
 
@@ -123,7 +125,7 @@ func openReportsOf(t *testing.T, namespace, name string) []openreportsv1alpha1.R
 	t.Helper()
 	var list openreportsv1alpha1.ReportList
 	if err := k8s.List(context.Background(), &list, client.InNamespace(namespace),
-		client.MatchingLabels{controllers.ManagedByLabel: controllers.ManagedByValue}); err != nil {
+		client.MatchingLabels{report.ManagedByLabel: report.ManagedByValue}); err != nil {
 		t.Fatalf("list Reports: %v", err)
 	}
 	var out []openreportsv1alpha1.Report
@@ -148,8 +150,8 @@ func openReportOf(pod *corev1.Pod) (*openreportsv1alpha1.Report, error) {
 // objects' own metadata (UID, resourceVersion, ...) aside. The results and
 // the summary are compared as JSON, the form readers see.
 func sameAsPolicyReport(rep *openreportsv1alpha1.Report, polr *reportsv1alpha2.PolicyReport) error {
-	if rep.Source != controllers.ReportSource {
-		return fmt.Errorf("source %q, want %q", rep.Source, controllers.ReportSource)
+	if rep.Source != report.Source {
+		return fmt.Errorf("source %q, want %q", rep.Source, report.Source)
 	}
 	if rep.Name != polr.Name || !reflect.DeepEqual(rep.Labels, polr.Labels) {
 		return fmt.Errorf("name %s labels %v, want %s %v", rep.Name, rep.Labels, polr.Name, polr.Labels)

@@ -4,26 +4,27 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
-	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
-	"github.com/vigil-dev/vigil/internal/policystore"
+	"github.com/vigil-dev/vigil/internal/report"
 )
 
-// conflictRequeue is how soon a pod is judged again when its report changed
-// under a write twice in a row.
-const conflictRequeue = 100 * time.Millisecond
+// FieldOwner is the field manager of Vigil's server-side applies.
+const FieldOwner = "vigil"
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
@@ -32,24 +33,23 @@ const conflictRequeue = 100 * time.Millisecond
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // PodReconciler keeps one report per running pod in scope, stating what
-// admission would decide about the pod now: a PolicyReport, or a Report with
-// --report-api=openreports.io/v1alpha1.
+// admission would decide about the pod now.
 type PodReconciler struct {
 	client.Client
-	// reports is the API the reports are stored in.
-	reports  reportKind
-	Policies *policystore.Store
-	NoMatch  admission.NoMatchSource
-	Scope    *Scope
-	// PolicyTimeout bounds each policy's evaluation (policy.Options).
-	PolicyTimeout time.Duration
-	// APIReader reads past the cache, which holds only Vigil's labelled reports.
+	// APIReader reads pods past the cache, which holds only their metadata.
 	APIReader client.Reader
+	Deps
 
+	scope  *Scope
 	events *eventEmitter
 	tally  *tally
 	// stale names reports that may belong to an earlier pod of a name.
 	stale *staleReports
+	// own tells the report events of Vigil's own writes.
+	own *ownWrites
+	// open is set once the policies and settings are loaded and the
+	// counts seeded (verifyPath.Start); until then no pod is judged.
+	open *atomic.Bool
 	// policyCountsChanged is told which policies' pod counts changed.
 	policyCountsChanged func(policies []string)
 	// triggers remembers why a pod was queued, for vigil_evaluations_total.
@@ -57,21 +57,21 @@ type PodReconciler struct {
 	now      func() time.Time
 }
 
-// Reconcile judges one pod and writes its report.
+// Reconcile judges one pod and writes its report: fetch, decide, plan,
+// apply, announce.
 func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	// Until the store holds every policy, as after a restart, a judgement
-	// could lose results and announce old violations as new: wait for it.
-	select {
-	case <-r.Policies.Synced():
-	default:
-		return ctrl.Result{RequeueAfter: storeLagRequeue}, nil
+	if !r.open.Load() {
+		// Judged with policies missing, a pod could lose results and
+		// announce old violations as new; every pod is queued once they
+		// are all in.
+		return ctrl.Result{}, nil
 	}
 	trigger := metrics.TriggerPod
 	if t, ok := r.triggers.LoadAndDelete(req.NamespacedName); ok {
 		trigger = t.(string)
 	}
 	stale := r.stale.get(req.NamespacedName)
-	pod, uid, err := r.pod(ctx, req.NamespacedName)
+	pod, uid, err := r.fetch(ctx, req.NamespacedName)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -79,58 +79,31 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		// Not judged: the report of the pod as it is goes too.
 		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "", append(stale, string(uid)))
 	}
-	obj, err := policy.ObjectFromRuntime(pod)
+	d, err := r.decide(ctx, pod, trigger)
 	if err != nil {
 		// Only a pod the API server would not have stored gets here; its
 		// report cannot be right, so it goes rather than stay stale.
 		log.FromContext(ctx).Error(err, "cannot read pod for judgement")
 		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "", append(stale, string(uid)))
 	}
-	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.NoMatch.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout})
-	metrics.LastEvaluation.SetToCurrentTime()
-	results := make(map[string]string, len(d.Results))
-	for _, res := range d.Results {
-		metrics.Evaluations.WithLabelValues(trigger, res.Result).Inc()
-		results[res.Policy] = res.Result
-	}
-
-	old, err := r.currentReport(ctx, pod)
+	current, err := r.currentReport(ctx, pod)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	want, compact := r.desired(pod, d, old)
-	if err := r.write(ctx, old, want, compact); err != nil {
-		if !apierrors.IsConflict(err) && (old != nil || !apierrors.IsAlreadyExists(err)) {
-			return ctrl.Result{}, err
-		}
-		// The cache is behind the API server: the report changed since it
-		// was cached (after a restart of the API server, until the watch
-		// lists again), or it exists uncached (it lost Vigil's label, or
-		// was written a moment ago). Write over it as it stands there.
-		if old, err = r.liveReport(ctx, pod); err != nil {
-			return ctrl.Result{}, err
-		}
-		want, compact = r.desired(pod, d, old)
-		if err := r.write(ctx, old, want, compact); err != nil {
-			if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-				// Someone else is writing it too: judge again shortly.
-				return ctrl.Result{RequeueAfter: conflictRequeue}, nil
-			}
-			return ctrl.Result{}, err
-		}
+	plan := report.MakePlan(r.Reports, pod, d, current, r.now())
+	if err := r.apply(ctx, plan, current == nil); err != nil {
+		return ctrl.Result{}, err
 	}
 	// A report of an earlier pod of the same name is stale by definition.
 	if err := r.forget(ctx, req.NamespacedName, pod.UID, stale); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.announce(pod, old, want)
-	if changed := r.tally.set(req.NamespacedName, results); len(changed) > 0 {
-		r.policyCountsChanged(changed)
-	}
+	r.announce(pod, plan.Transitions)
+	r.count(req.NamespacedName, d)
 	return ctrl.Result{}, nil
 }
 
-// pod returns the pod key if it gets a report, nil if not: it is gone,
+// fetch returns the pod if it gets a report, nil if not: it is gone,
 // terminating or finished, or its namespace is out of scope. uid is the
 // pod's UID when it exists.
 //
@@ -138,7 +111,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 // them, would be most of Vigil's memory (BENCHMARKS.md, benchmark 6). The
 // pod itself is read from the API server, which serves it from its watch
 // cache, at least as new as the metadata that queued it.
-func (r *PodReconciler) pod(ctx context.Context, key types.NamespacedName) (pod *corev1.Pod, uid types.UID, err error) {
+func (r *PodReconciler) fetch(ctx context.Context, key types.NamespacedName) (pod *corev1.Pod, uid types.UID, err error) {
 	meta := podMetadata()
 	if err := r.Get(ctx, key, meta); err != nil {
 		return nil, "", client.IgnoreNotFound(err)
@@ -150,7 +123,7 @@ func (r *PodReconciler) pod(ctx context.Context, key types.NamespacedName) (pod 
 	if err := r.Get(ctx, client.ObjectKey{Name: key.Namespace}, &ns); err != nil {
 		return nil, meta.UID, client.IgnoreNotFound(err)
 	}
-	if !r.Scope.Includes(&ns) {
+	if !r.scope.Includes(&ns) {
 		return nil, meta.UID, nil
 	}
 	pod = &corev1.Pod{}
@@ -170,69 +143,73 @@ func podMetadata() *metav1.PartialObjectMetadata {
 	return m
 }
 
-// desired is the report stating d for pod, in full and compacted as
-// Vigil's cache holds reports, with the timestamps of results unchanged
-// since old (compacted, or nil) carried over.
-func (r *PodReconciler) desired(pod *corev1.Pod, d policy.Decision, old *reportsv1alpha2.PolicyReport) (want, compact *reportsv1alpha2.PolicyReport) {
-	want = desiredReport(pod, d, r.now())
-	compact = compacted(r.reports, want)
-	keepTimestamps(want, compact, old)
-	return want, compact
-}
-
-// currentReport is the pod's report from the cache (compacted), or nil.
-func (r *PodReconciler) currentReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
-	rep, err := getReport(ctx, r.Client, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, false)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	return rep, err
-}
-
-// liveReport reads the pod's report from the API server, past the cache,
-// and compacts it as the cache would; nil if there is none.
-func (r *PodReconciler) liveReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
-	rep, err := getReport(ctx, r.APIReader, r.reports, client.ObjectKey{Namespace: pod.Namespace, Name: reportName(pod)}, true)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
+// decide judges pod against the current policies and settings, as the
+// webhook would admit it now.
+func (r *PodReconciler) decide(ctx context.Context, pod *corev1.Pod, trigger string) (policy.Decision, error) {
+	obj, err := policy.ObjectFromRuntime(pod)
 	if err != nil {
-		return nil, fmt.Errorf("read %s %s/%s: %w", r.reports.name(), pod.Namespace, reportName(pod), err)
+		return policy.Decision{}, err
 	}
+	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.Settings.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout})
+	metrics.LastEvaluation.SetToCurrentTime()
+	for _, res := range d.Results {
+		metrics.Evaluations.WithLabelValues(trigger, res.Result).Inc()
+	}
+	return d, nil
+}
+
+// currentReport is the pod's report as Vigil's cache holds it (compacted),
+// or nil.
+func (r *PodReconciler) currentReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
+	obj := r.Reports.NewObject()
+	if err := r.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: report.Name(pod)}, obj); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	rep, _ := r.Reports.FromStored(obj)
 	return rep, nil
 }
 
-// write creates or updates the report to want, only when its content
-// changed: old and compact are the report as it is and as it should be,
-// compacted. When the report to create exists already, it returns the
-// AlreadyExists error unwrapped.
-func (r *PodReconciler) write(ctx context.Context, old, want, compact *reportsv1alpha2.PolicyReport) error {
-	var err error
-	outcome := metrics.WriteUnchanged
-	switch {
-	case old == nil:
-		outcome = metrics.WriteCreated
-		err = r.Create(ctx, r.reports.toStored(want))
-		if apierrors.IsAlreadyExists(err) {
-			return err // the caller takes the existing report over
-		}
-	case !sameContent(old, compact):
-		outcome = metrics.WriteUpdated
-		updated := old.DeepCopy()
-		updated.Labels = mergeLabels(updated.Labels, want.Labels)
-		updated.OwnerReferences, updated.Scope = want.OwnerReferences, want.Scope
-		updated.Summary, updated.Results = want.Summary, want.Results
-		err = r.Update(ctx, r.reports.toStored(updated))
+// apply writes the planned report by server-side apply, when it changed.
+// Vigil owns its reports outright, so it forces ownership: whatever someone
+// else changed is put back, in one request, whether or not Vigil's cache has
+// seen the report yet.
+func (r *PodReconciler) apply(ctx context.Context, plan report.Plan, create bool) error {
+	if !plan.Changed {
+		metrics.ReportWrites.WithLabelValues(metrics.WriteUnchanged).Inc()
+		return nil
 	}
-	if apierrors.IsConflict(err) {
-		return err // the cache was behind: not a failure, the caller retries
+	key := types.NamespacedName{Namespace: plan.Report.Namespace, Name: plan.Report.Name}
+	u, err := applyConfiguration(r.Reports.ToStored(plan.Report.DeepCopy()))
+	if err == nil {
+		r.own.expect(key, plan.Fingerprint)
+		if err = r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			r.own.cancel(key)
+		}
 	}
 	if err != nil {
 		metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
-		return fmt.Errorf("write %s %s/%s: %w", r.reports.name(), want.Namespace, want.Name, err)
+		return fmt.Errorf("write %s %s: %w", r.Reports.Kind(), key, err)
+	}
+	outcome := metrics.WriteUpdated
+	if create {
+		outcome = metrics.WriteCreated
 	}
 	metrics.ReportWrites.WithLabelValues(outcome).Inc()
 	return nil
+}
+
+// applyConfiguration is obj as a server-side apply body: every field Vigil
+// sets, and nothing the server owns.
+func applyConfiguration(obj client.Object) (*unstructured.Unstructured, error) {
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: content}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "metadata", "resourceVersion")
+	unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
+	return u, nil
 }
 
 // forget deletes the reports named, but the one of the pod with UID keep,
@@ -243,65 +220,60 @@ func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, ke
 		if name == "" || name == string(keep) {
 			continue
 		}
-		rep, err := getReport(ctx, r.Client, r.reports, client.ObjectKey{Namespace: key.Namespace, Name: name}, false)
-		if apierrors.IsNotFound(err) {
-			continue // gone already, or never written
-		}
-		if err != nil {
+		obj := r.Reports.NewObject()
+		reportKey := types.NamespacedName{Namespace: key.Namespace, Name: name}
+		if err := r.Get(ctx, reportKey, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue // gone already, or never written
+			}
 			return err
 		}
-		if err := r.Delete(ctx, r.reports.toStored(rep)); err != nil && !apierrors.IsNotFound(err) {
-			metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
-			return fmt.Errorf("delete %s %s/%s: %w", r.reports.name(), rep.Namespace, rep.Name, err)
+		r.own.expectDeletion(reportKey)
+		if err := r.Delete(ctx, obj); err != nil {
+			r.own.cancel(reportKey)
+			if !apierrors.IsNotFound(err) {
+				metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
+				return fmt.Errorf("delete %s %s: %w", r.Reports.Kind(), reportKey, err)
+			}
 		}
 		metrics.ReportWrites.WithLabelValues(metrics.WriteDeleted).Inc()
 	}
 	r.stale.done(key, names)
 	if keep == "" {
-		if changed := r.tally.set(key, nil); len(changed) > 0 {
-			r.policyCountsChanged(changed)
-		}
+		r.setCounts(key, nil)
 	}
 	return nil
 }
 
-// announce emits events for results that changed and counts drift: a pod
-// that already had a report turning fail or warn, from pass or from nothing.
-func (r *PodReconciler) announce(pod *corev1.Pod, old, want *reportsv1alpha2.PolicyReport) {
-	prev := map[string]reportsv1alpha2.Result{}
-	if old != nil {
-		for _, res := range old.Results {
-			prev[res.Policy] = res.Result
+// announce emits an event for each result that turned, and counts drift.
+func (r *PodReconciler) announce(pod *corev1.Pod, transitions []report.Transition) {
+	for _, t := range transitions {
+		switch {
+		case t.Violation():
+			r.events.warning(pod, ReasonPolicyViolation, fmt.Sprintf("%s (%s): %s", t.Policy, t.To, t.Description))
+		case t.Compliant():
+			r.events.normal(pod, ReasonPolicyCompliant, fmt.Sprintf("%s: the pod satisfies the policy again", t.Policy))
 		}
-	}
-	for _, res := range want.Results {
-		was, had := prev[res.Policy]
-		if res.Result == was {
-			continue
-		}
-		switch res.Result {
-		case reportsv1alpha2.ResultFail, reportsv1alpha2.ResultWarn:
-			r.events.warning(pod, ReasonPolicyViolation, fmt.Sprintf("%s (%s): %s", res.Policy, res.Result, res.Description))
-			if old != nil && (!had || was == reportsv1alpha2.ResultPass) {
-				metrics.AddDrift(res.Policy, pod.Namespace)
-			}
-		case reportsv1alpha2.ResultPass:
-			if was == reportsv1alpha2.ResultFail || was == reportsv1alpha2.ResultWarn {
-				r.events.normal(pod, ReasonPolicyCompliant, fmt.Sprintf("%s: the pod satisfies the policy again", res.Policy))
-			}
+		if t.Drift {
+			metrics.AddDrift(t.Policy, pod.Namespace)
 		}
 	}
 }
 
-func mergeLabels(have, want map[string]string) map[string]string {
-	out := make(map[string]string, len(have)+len(want))
-	for k, v := range have {
-		out[k] = v
+// count records the pod's results in the counts behind the policy status and
+// vigil_policy_results.
+func (r *PodReconciler) count(key types.NamespacedName, d policy.Decision) {
+	results := make(map[string]string, len(d.Results))
+	for _, res := range d.Results {
+		results[res.Policy] = res.Result
 	}
-	for k, v := range want {
-		out[k] = v
+	r.setCounts(key, results)
+}
+
+func (r *PodReconciler) setCounts(key types.NamespacedName, results map[string]string) {
+	if changed := r.tally.set(key, results); len(changed) > 0 {
+		r.policyCountsChanged(changed)
 	}
-	return out
 }
 
 // queueAll marks every pod in scope as queued for trigger and returns their keys.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,10 +19,6 @@ import (
 	"github.com/vigil-dev/vigil/internal/policystore"
 )
 
-// storeLagRequeue is how soon a policy is looked at again when the store has
-// not compiled its newest generation yet.
-const storeLagRequeue = 200 * time.Millisecond
-
 // +kubebuilder:rbac:groups=policy.sigstore.dev,resources=clusterimagepolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy.sigstore.dev,resources=clusterimagepolicies/status,verbs=get;update;patch
 
@@ -31,11 +27,14 @@ const storeLagRequeue = 200 * time.Millisecond
 type PolicyReconciler struct {
 	client.Client
 	Policies *policystore.Store
-	// reports is the API the reports are stored in.
-	reports reportKind
 
 	events *eventEmitter
-	tally  *tally
+	// tally holds the pod counts, which the pod reconciler keeps; this
+	// reconciler only reads them.
+	tally *tally
+	// open is set once the counts are seeded (verifyPath.Start); until
+	// then a status would say 0 pods, and every policy is queued once it is.
+	open *atomic.Bool
 }
 
 // Reconcile writes one policy's status, once, only if it changed.
@@ -50,11 +49,10 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, err
 	}
 	generation, compileErr, known := r.Policies.Status(cip.Name)
-	if !known || generation != cip.Generation {
-		return ctrl.Result{RequeueAfter: storeLagRequeue}, nil
-	}
-	if err := r.seedTally(ctx); err != nil {
-		return ctrl.Result{}, err
+	if !known || generation != cip.Generation || !r.open.Load() {
+		// The store tells once it has compiled this generation, and the
+		// verify path once the counts are in: the policy is queued then.
+		return ctrl.Result{}, nil
 	}
 	status := *cip.Status.DeepCopy()
 	status.ObservedGeneration = cip.Generation
@@ -93,31 +91,6 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		r.events.normal(&cip, ReasonPolicyReady, after.Message)
 	}
 	return ctrl.Result{}, nil
-}
-
-// seedTally counts, once, the reports that exist when Vigil starts (the
-// cache holds only Vigil's), so that pod counts survive a restart.
-func (r *PolicyReconciler) seedTally(ctx context.Context) error {
-	if r.tally.isSeeded() {
-		return nil
-	}
-	list, err := listReports(ctx, r.Client, r.reports)
-	if err != nil {
-		return fmt.Errorf("list %ss to count pods: %w", r.reports.name(), err)
-	}
-	reports := make(map[types.NamespacedName]map[string]string, len(list))
-	for _, rep := range list {
-		if rep.Scope == nil || rep.Scope.Kind != "Pod" {
-			continue
-		}
-		results := make(map[string]string, len(rep.Results))
-		for _, res := range rep.Results {
-			results[res.Policy] = string(res.Result)
-		}
-		reports[types.NamespacedName{Namespace: rep.Namespace, Name: rep.Scope.Name}] = results
-	}
-	r.tally.seed(reports)
-	return nil
 }
 
 // readyCondition states whether generation compiled.

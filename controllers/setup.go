@@ -1,32 +1,35 @@
 // Package controllers holds the verify path: reconcilers that judge running
-// pods again whenever they or a policy change, and record the outcome in
-// PolicyReports (or openreports.io Reports), events, metrics and
+// pods again whenever they, a policy or a setting change, and record the
+// outcome in reports (internal/report), events, metrics and
 // ClusterImagePolicy status.
 package controllers
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	crmanager "sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
-	"github.com/vigil-dev/vigil/internal/admission"
-	"github.com/vigil-dev/vigil/internal/manager"
+	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/policystore"
+	"github.com/vigil-dev/vigil/internal/report"
+	"github.com/vigil-dev/vigil/internal/settings"
 )
 
 // Options tune the verify path.
@@ -52,86 +55,161 @@ func DefaultOptions() Options {
 	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 4, EventsPerSecond: 10, EventBurst: 100, ResyncPeriod: 10 * time.Minute}
 }
 
-// Setup adds the pod and policy reconcilers to m. They run on the leader only.
-func Setup(ctx context.Context, m *manager.Manager, ns string, o Options) error {
-	scope, err := NewScope(o.NamespaceSelector, ns)
+// Deps are what the verify path shares with the webhook on every replica.
+type Deps struct {
+	// Namespace is Vigil's own, never judged.
+	Namespace string
+	// Policies are the compiled ClusterImagePolicies.
+	Policies *policystore.Store
+	// Settings follow the config-policy-controller ConfigMap.
+	Settings *settings.Settings
+	// Reports is the API the reports are stored in (the manager caches
+	// them, compacted by report.Compact).
+	Reports report.API
+	// PolicyTimeout bounds each policy's evaluation (policy.Options).
+	PolicyTimeout time.Duration
+}
+
+// Setup adds the pod and policy reconcilers to mgr. They run on the leader only.
+func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
+	scope, err := NewScope(o.NamespaceSelector, deps.Namespace)
 	if err != nil {
 		return err
 	}
-	// The reports are PolicyReports or openreports.io Reports, as the
-	// manager caches them (--report-api); the reconcilers do not tell.
-	reports := reportKindFor(m.ReportAPI)
-	stale := newStaleReports()
-	events := newEventEmitter(m.GetEventRecorder("vigil"), o.EventsPerSecond, o.EventBurst)
+	if deps.Reports == "" {
+		deps.Reports = report.WGPolicy
+	}
+	open := &atomic.Bool{}
 	counts := newTally()
+	events := newEventEmitter(mgr.GetEventRecorder("vigil"), o.EventsPerSecond, o.EventBurst)
+	policyFeed := &feed{}
+	allPolicies, allPods := newSignal(), newSignal()
 
-	// Pod counts changed: the policies named are queued for a status update;
-	// the queue coalesces a burst into one write per policy.
-	countsChanged := make(chan event.GenericEvent, 1024)
-	policies := &PolicyReconciler{Client: m.GetClient(), Policies: m.Policies, reports: reports, events: events, tally: counts}
-	if err := ctrl.NewControllerManagedBy(m).
+	policies := &PolicyReconciler{Client: mgr.GetClient(), Policies: deps.Policies, events: events, tally: counts, open: open}
+	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("clusterimagepolicy").
 		For(&v1beta1.ClusterImagePolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Channel(countsChanged, &handler.EnqueueRequestForObject{})).
+		// The store compiled a policy, or its pod counts changed.
+		WatchesRawSource(policyFeed.source()).
+		WatchesRawSource(allPolicies.source(func(ctx context.Context) []ctrl.Request {
+			return listPolicies(ctx, mgr.GetClient())
+		})).
 		WithOptions(controller.Options{SkipNameValidation: &o.SkipNameValidation}).
 		Complete(policies); err != nil {
 		return err
 	}
+	deps.Policies.OnChange(func(name string) { policyFeed.add(name) })
 
 	pods := &PodReconciler{
-		Client: m.GetClient(), APIReader: m.GetAPIReader(), Policies: m.Policies, NoMatch: m.Config, Scope: scope,
-		PolicyTimeout: m.PolicyTimeout,
-		reports:       reports, events: events, tally: counts, stale: stale, now: time.Now,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Deps: deps,
+		scope: scope, events: events, tally: counts, stale: newStaleReports(), own: newOwnWrites(),
+		open: open, now: time.Now,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
-				if n == policy.NoMatchingPolicies {
-					continue
+				if n != policy.NoMatchingPolicies {
+					policyFeed.add(n)
 				}
-				cip := &v1beta1.ClusterImagePolicy{}
-				cip.Name = n
-				countsChanged <- event.GenericEvent{Object: cip}
 			}
 		},
 	}
-
-	// A policy changed (on any replica's store): every pod in scope is judged
-	// again. Decisions are cached per policy generation and input, and
-	// reports are written only when they change, so this is cheap.
-	policyChanged := make(chan event.GenericEvent, 1)
-	m.Policies.OnChange(func(string) {
-		select {
-		case policyChanged <- event.GenericEvent{Object: &v1beta1.ClusterImagePolicy{}}:
-		default: // one pending re-judgement covers this change too
-		}
-	})
-	resync := make(chan event.GenericEvent, 1)
+	// A policy or the no-match setting changed (on this replica's store and
+	// settings): every pod in scope is judged again. Decisions are cached per
+	// policy generation and input, and reports are written only when they
+	// change, so this is cheap.
+	deps.Policies.OnChange(func(string) { allPods.fire() })
+	deps.Settings.OnChange(allPods.fire)
+	if err := mgr.Add(&verifyPath{
+		reader: mgr.GetClient(), deps: deps, tally: counts, open: open,
+		allPods: allPods, allPolicies: allPolicies,
+	}); err != nil {
+		return err
+	}
+	resync := newSignal()
 	if o.ResyncPeriod > 0 {
-		if err := m.Add(ticker(o.ResyncPeriod, resync)); err != nil {
+		if err := mgr.Add(ticker(o.ResyncPeriod, resync)); err != nil {
 			return err
 		}
 	}
-	return ctrl.NewControllerManagedBy(m).
+	return ctrl.NewControllerManagedBy(mgr).
 		Named("pod").
-		// Pods are cached as metadata only (see PodReconciler.pod).
-		WatchesMetadata(&corev1.Pod{}, podEvents{EventHandler: &handler.EnqueueRequestForObject{}, stale: stale}).
-		Watches(reports.newObject(), handler.EnqueueRequestsFromMapFunc(reportToPod(reports, stale))).
+		// Pods are cached as metadata only (see PodReconciler.fetch).
+		WatchesMetadata(&corev1.Pod{}, podEvents{EventHandler: &handler.EnqueueRequestForObject{}, stale: pods.stale}).
+		Watches(deps.Reports.NewObject(), reportEvents{api: deps.Reports, stale: pods.stale, own: pods.own}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))
 		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deletionStarted))).
-		Watches(&corev1.ConfigMap{}, settingsChanged(ns, m.Config, pods)).
-		WatchesRawSource(source.Channel(policyChanged, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []ctrl.Request {
+		WatchesRawSource(allPods.source(func(ctx context.Context) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPolicy)
-		}))).
-		WatchesRawSource(source.Channel(resync, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []ctrl.Request {
+		})).
+		WatchesRawSource(resync.source(func(ctx context.Context) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerResync)
-		}))).
+		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.Workers, SkipNameValidation: &o.SkipNameValidation}).
 		Complete(pods)
 }
 
-// ticker sends an event on ch every period, on the leader, skipping a tick
-// while the previous one is still pending.
-func ticker(period time.Duration, ch chan<- event.GenericEvent) crmanager.RunnableFunc {
+// verifyPath opens the verify path on the leader, once it can judge: when
+// the store holds every policy and the settings are read, it counts the
+// reports that exist (so pod counts survive a restart rather than drop to
+// zero until every pod is judged again), then queues every pod and policy.
+type verifyPath struct {
+	reader               client.Reader
+	deps                 Deps
+	tally                *tally
+	open                 *atomic.Bool
+	allPods, allPolicies signal
+}
+
+func (v *verifyPath) Start(ctx context.Context) error {
+	if err := v.deps.Policies.WaitSynced(ctx); err != nil {
+		return nil // stopping
+	}
+	select {
+	case <-v.deps.Settings.Synced():
+	case <-ctx.Done():
+		return nil
+	}
+	list := v.deps.Reports.NewList()
+	if err := v.reader.List(ctx, list); err != nil {
+		return fmt.Errorf("list %ss to count pods: %w", v.deps.Reports.Kind(), err)
+	}
+	v.tally.seed(podResults(v.deps.Reports.Items(list)))
+	v.open.Store(true)
+	v.allPolicies.fire()
+	v.allPods.fire()
+	return nil
+}
+
+// podResults are the results the reports state, by pod.
+func podResults(reports []reportsv1alpha2.PolicyReport) map[types.NamespacedName]map[string]string {
+	out := make(map[types.NamespacedName]map[string]string, len(reports))
+	for _, rep := range reports {
+		if rep.Scope == nil || rep.Scope.Kind != "Pod" {
+			continue
+		}
+		results := make(map[string]string, len(rep.Results))
+		for _, res := range rep.Results {
+			results[res.Policy] = string(res.Result)
+		}
+		out[types.NamespacedName{Namespace: rep.Namespace, Name: rep.Scope.Name}] = results
+	}
+	return out
+}
+
+func listPolicies(ctx context.Context, c client.Reader) []ctrl.Request {
+	var list v1beta1.ClusterImagePolicyList
+	if err := c.List(ctx, &list); err != nil {
+		return nil
+	}
+	reqs := make([]ctrl.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, ctrl.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
+	}
+	return reqs
+}
+
+// ticker fires s every period, on the leader.
+func ticker(period time.Duration, s signal) crmanager.RunnableFunc {
 	return func(ctx context.Context) error {
 		t := time.NewTicker(period)
 		defer t.Stop()
@@ -140,10 +218,7 @@ func ticker(period time.Duration, ch chan<- event.GenericEvent) crmanager.Runnab
 			case <-ctx.Done():
 				return nil
 			case <-t.C:
-				select {
-				case ch <- event.GenericEvent{Object: &corev1.Pod{}}:
-				default:
-				}
+				s.fire()
 			}
 		}
 	}
@@ -158,50 +233,22 @@ var deletionStarted = predicate.Funcs{
 	},
 }
 
-// reportToPod queues the pod a report is about, so a report deleted or edited
-// by someone else is put right, and one whose pod is gone is deleted: the
-// report is noted as possibly stale for the reconciler to check.
-func reportToPod(reports reportKind, stale *staleReports) handler.MapFunc {
-	return func(_ context.Context, obj client.Object) []ctrl.Request {
-		scope := reports.scopeOf(obj)
-		if scope == nil || scope.Kind != "Pod" {
-			return nil
-		}
-		pod := types.NamespacedName{Namespace: obj.GetNamespace(), Name: scope.Name}
-		stale.add(pod, obj.GetName())
-		return []ctrl.Request{{NamespacedName: pod}}
+// signal is a source that queues what its list function returns each time
+// it fires; fires that come while one is pending are one. It may fire before
+// the controller runs, on any replica, without blocking.
+type signal chan event.GenericEvent
+
+func newSignal() signal { return make(signal, 1) }
+
+func (s signal) fire() {
+	select {
+	case s <- event.GenericEvent{Object: &metav1.PartialObjectMetadata{}}:
+	default: // one pending fire covers this one too
 	}
 }
 
-// settingsChanged follows the config-policy-controller ConfigMap in ns: it
-// applies the no-match-policy, then queues every pod, so that no pod is
-// judged again with the old setting (the manager's ConfigWatcher may see the
-// change later than this handler).
-func settingsChanged(ns string, config *admission.Config, pods *PodReconciler) handler.EventHandler {
-	apply := func(ctx context.Context, obj client.Object, gone bool, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
-		cm, ok := obj.(*corev1.ConfigMap)
-		if !ok || cm.Name != admission.ConfigMapName || cm.Namespace != ns {
-			return
-		}
-		if gone {
-			cm = nil
-		}
-		if err := config.Update(cm); err != nil {
-			log.FromContext(ctx).Error(err, "bad setting")
-		}
-		for _, req := range pods.queueAll(ctx, metrics.TriggerPolicy) {
-			q.Add(req)
-		}
-	}
-	return handler.Funcs{
-		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
-			apply(ctx, e.Object, false, q)
-		},
-		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
-			apply(ctx, e.ObjectNew, false, q)
-		},
-		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[ctrl.Request]) {
-			apply(ctx, e.Object, true, q)
-		},
-	}
+func (s signal) source(list func(context.Context) []ctrl.Request) source.Source {
+	return source.Channel(s, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []ctrl.Request {
+		return list(ctx)
+	}))
 }

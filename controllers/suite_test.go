@@ -21,6 +21,7 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -47,6 +48,7 @@ import (
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/controllers"
 	"github.com/vigil-dev/vigil/internal/manager"
+	"github.com/vigil-dev/vigil/internal/report"
 	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
@@ -67,6 +69,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // unit tests only: no API server
+	}
 	os.Exit(run(m))
 }
 
@@ -124,14 +130,21 @@ func startVigil(t *testing.T, opts controllers.Options) *vigil {
 // the verify path is set up.
 func startVigilWith(t *testing.T, opts controllers.Options, prepare func(*manager.Manager)) *vigil {
 	t.Helper()
-	return startVigilReporting(t, manager.ReportAPIWGPolicy, opts, prepare)
+	return startVigilReporting(t, report.WGPolicy, opts, prepare)
 }
 
 // startVigilReporting is startVigilWith, writing reports of api, as
 // `vigil controller --report-api` does.
-func startVigilReporting(t *testing.T, api manager.ReportAPI, opts controllers.Options, prepare func(*manager.Manager)) *vigil {
+func startVigilReporting(t *testing.T, api report.API, opts controllers.Options, prepare func(*manager.Manager)) *vigil {
 	t.Helper()
-	m, err := manager.New(cfg, manager.Options{
+	return startVigilOn(t, cfg, api, opts, prepare)
+}
+
+// startVigilOn is startVigilReporting with the manager's client built from
+// config (a test may wrap its transport).
+func startVigilOn(t *testing.T, config *rest.Config, api report.API, opts controllers.Options, prepare func(*manager.Manager)) *vigil {
+	t.Helper()
+	m, err := manager.New(config, manager.Options{
 		Namespace:              vigilNamespace,
 		MetricsBindAddress:     "0",
 		HealthProbeBindAddress: "0",
@@ -147,7 +160,7 @@ func startVigilReporting(t *testing.T, api manager.ReportAPI, opts controllers.O
 	ctx, cancel := context.WithCancel(context.Background())
 	// Every test sets the verify path up once more in this process.
 	opts.SkipNameValidation = true
-	if err := controllers.Setup(ctx, m, vigilNamespace, opts); err != nil {
+	if err := controllers.Setup(m, m.VerifyDeps(), opts); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
@@ -246,7 +259,7 @@ var errNoReport = errors.New("no PolicyReport")
 func reportsOf(namespace, name string) ([]reportsv1alpha2.PolicyReport, error) {
 	var list reportsv1alpha2.PolicyReportList
 	if err := k8s.List(context.Background(), &list, client.InNamespace(namespace),
-		client.MatchingLabels{controllers.ManagedByLabel: controllers.ManagedByValue}); err != nil {
+		client.MatchingLabels{report.ManagedByLabel: report.ManagedByValue}); err != nil {
 		return nil, err
 	}
 	var out []reportsv1alpha2.PolicyReport
@@ -295,7 +308,7 @@ func checkReport(pod *corev1.Pod, rep *reportsv1alpha2.PolicyReport) error {
 		return fmt.Errorf("summary %+v does not match its results %s (%+v)", rep.Summary, describe(rep.Results), want)
 	}
 	for _, res := range rep.Results {
-		if res.Source != controllers.ReportSource || res.Description == "" || res.Timestamp.Seconds == 0 ||
+		if res.Source != report.Source || res.Description == "" || res.Timestamp.Seconds == 0 ||
 			len(res.Subjects) != 1 || res.Subjects[0].UID != pod.UID {
 			return fmt.Errorf("result %+v: want source vigil, a message, a timestamp and the pod as its resource", res)
 		}
@@ -407,12 +420,12 @@ func staleReport(namespace, podName string) *reportsv1alpha2.PolicyReport {
 	return &reportsv1alpha2.PolicyReport{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: namespace, Name: "stale-" + podName,
-			Labels: map[string]string{controllers.ManagedByLabel: controllers.ManagedByValue},
+			Labels: map[string]string{report.ManagedByLabel: report.ManagedByValue},
 		},
 		Scope:   &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: namespace, Name: podName},
 		Summary: reportsv1alpha2.PolicyReportSummary{Fail: 1},
 		Results: []reportsv1alpha2.PolicyReportResult{{
-			Source: controllers.ReportSource, Policy: "some-policy", Result: reportsv1alpha2.ResultFail,
+			Source: report.Source, Policy: "some-policy", Result: reportsv1alpha2.ResultFail,
 			Description: "written by hand", Timestamp: metav1.Timestamp{Seconds: 1764000000},
 		}},
 	}

@@ -55,12 +55,6 @@ func (t *tally) seed(reports map[types.NamespacedName]map[string]string) {
 	t.seeded = true
 }
 
-func (t *tally) isSeeded() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.seeded
-}
-
 func (t *tally) setLocked(pod types.NamespacedName, results map[string]string) []string {
 	old := t.pods[pod]
 	var changed []string

@@ -21,10 +21,12 @@ import (
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/controllers"
-	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/manager"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
+	"github.com/vigil-dev/vigil/internal/report"
+	"github.com/vigil-dev/vigil/internal/settings"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // Result words, short.
@@ -42,6 +44,7 @@ func glob(test string) []string      { return []string{"registry.test/" + test +
 
 // Pods that exist before a policy are judged against it when it appears.
 func TestPodsExistingBeforePolicyAreJudged(t *testing.T) {
+	testenv.Integration(t)
 	startVigil(t, controllers.DefaultOptions())
 	ns := newNamespace("before", true)
 	create(t, ns)
@@ -62,6 +65,7 @@ func TestPodsExistingBeforePolicyAreJudged(t *testing.T) {
 // fails the seed policy, passes once the policy allows NET_ADMIN, and fails
 // again when the edit is undone.
 func TestPolicyEditFlipsResults(t *testing.T) {
+	testenv.Integration(t)
 	startVigil(t, controllers.DefaultOptions())
 	ns := newNamespace("edit", true)
 	create(t, ns)
@@ -96,6 +100,7 @@ func TestPolicyEditFlipsResults(t *testing.T) {
 // Deleting a policy removes its results from every report, in every
 // namespace, and leaves the other policies' results.
 func TestDeletedPolicyLeavesEveryReport(t *testing.T) {
+	testenv.Integration(t)
 	startVigil(t, controllers.DefaultOptions())
 	var pods []*corev1.Pod
 	for _, name := range []string{"delpolicy-1", "delpolicy-2"} {
@@ -124,6 +129,7 @@ func TestDeletedPolicyLeavesEveryReport(t *testing.T) {
 // A report lives and dies with its pod, and Vigil puts right what others
 // do to it.
 func TestReportFollowsItsPod(t *testing.T) {
+	testenv.Integration(t)
 	startVigil(t, controllers.DefaultOptions())
 	ns := newNamespace("lifecycle", true)
 	create(t, ns)
@@ -159,7 +165,7 @@ func TestReportFollowsItsPod(t *testing.T) {
 		pod := newPod(ns.Name, "unlabelled", image("lifecycle", "app"))
 		create(t, pod)
 		rep := waitForResults(t, pod, want)
-		update(t, rep, func(r *reportsv1alpha2.PolicyReport) { delete(r.Labels, controllers.ManagedByLabel) })
+		update(t, rep, func(r *reportsv1alpha2.PolicyReport) { delete(r.Labels, report.ManagedByLabel) })
 		// reportOf lists by the label: the report is Vigil's again once the label is back.
 		waitForResults(t, pod, want)
 	})
@@ -202,6 +208,7 @@ func TestReportFollowsItsPod(t *testing.T) {
 // refuse it) gives error results on the pods it matches and Ready=False with
 // the compiler's message; fixed, it is Ready and judges again.
 func TestInvalidPolicy(t *testing.T) {
+	testenv.Integration(t)
 	startVigil(t, controllers.DefaultOptions())
 	ns := newNamespace("invalid", true)
 	create(t, ns)
@@ -241,6 +248,7 @@ func TestInvalidPolicy(t *testing.T) {
 // Namespaces are in scope by label, picked up when it changes; with an
 // empty selector every namespace is, except kube-system and Vigil's own.
 func TestNamespaceScope(t *testing.T) {
+	testenv.Integration(t)
 	ctx := context.Background()
 	vigil := startVigil(t, controllers.DefaultOptions())
 	create(t, newPolicy("scope-pass", glob("scope")))
@@ -265,9 +273,9 @@ func TestNamespaceScope(t *testing.T) {
 	}
 	wantNoReport(t, podNever)
 
-	update(t, in, func(ns *corev1.Namespace) { delete(ns.Labels, includeLabel) })
+	update(t, in, func(ns *corev1.Namespace) { delete(ns.Labels, v1beta1.IncludeLabel) })
 	waitForNoReport(t, podIn)
-	update(t, in, func(ns *corev1.Namespace) { ns.Labels[includeLabel] = "true" })
+	update(t, in, func(ns *corev1.Namespace) { ns.Labels[v1beta1.IncludeLabel] = "true" })
 	waitForResults(t, podIn, results{"scope-pass": pass})
 
 	t.Run("empty selector", func(t *testing.T) {
@@ -307,6 +315,7 @@ func TestNamespaceScope(t *testing.T) {
 // per pod, none lost, none rewritten, no new events for violations already
 // recorded, and the report of a pod deleted meanwhile removed.
 func TestRestart(t *testing.T) {
+	testenv.Integration(t)
 	ctx := context.Background()
 	ns := newNamespace("restart", true)
 	create(t, ns)
@@ -407,6 +416,7 @@ func TestRestart(t *testing.T) {
 // announce violations already recorded when the policies arrive. Here the
 // policies are held back until the pod reconciler has surely run.
 func TestRestartBeforePoliciesLoad(t *testing.T) {
+	testenv.Integration(t)
 	ns := newNamespace("preload", true)
 	create(t, ns)
 	create(t, seedPolicy(t, "preload-caps", glob("preload")...))
@@ -459,6 +469,7 @@ func TestRestartBeforePoliciesLoad(t *testing.T) {
 // config-policy-controller ConfigMap in Vigil's namespace, judges again the
 // pods whose images no policy covers, with the webhook disabled too.
 func TestNoMatchPolicySetting(t *testing.T) {
+	testenv.Integration(t)
 	startVigil(t, controllers.DefaultOptions())
 	ns := newNamespace("nomatch", true)
 	create(t, ns)
@@ -467,12 +478,12 @@ func TestNoMatchPolicySetting(t *testing.T) {
 	waitForResults(t, pod, results{noPol: fail})
 
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: vigilNamespace, Name: admission.ConfigMapName},
-		Data:       map[string]string{admission.NoMatchPolicyKey: string(policy.NoMatchWarn)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: vigilNamespace, Name: settings.ConfigMapName},
+		Data:       map[string]string{settings.NoMatchPolicyKey: string(policy.NoMatchWarn)},
 	}
 	create(t, cm)
 	waitForResults(t, pod, results{noPol: warn})
-	update(t, cm, func(c *corev1.ConfigMap) { c.Data[admission.NoMatchPolicyKey] = string(policy.NoMatchAllow) })
+	update(t, cm, func(c *corev1.ConfigMap) { c.Data[settings.NoMatchPolicyKey] = string(policy.NoMatchAllow) })
 	waitForResults(t, pod, results{noPol: reportsv1alpha2.ResultSkip})
 	deleteObject(t, cm)
 	waitForResults(t, pod, results{noPol: fail})
@@ -481,6 +492,7 @@ func TestNoMatchPolicySetting(t *testing.T) {
 // One pod under an enforce and a warn policy, failing both: fail and warn,
 // in the report, the policies' status and `kubectl get cip`.
 func TestEnforceAndWarn(t *testing.T) {
+	testenv.Integration(t)
 	startVigil(t, controllers.DefaultOptions())
 	ns := newNamespace("modes", true)
 	create(t, ns)
@@ -537,6 +549,7 @@ func TestEnforceAndWarn(t *testing.T) {
 // Events mark transitions: PolicyViolation when a pod first fails,
 // PolicyCompliant when it passes again; a pod that ends loses its report.
 func TestEvents(t *testing.T) {
+	testenv.Integration(t)
 	startVigil(t, controllers.DefaultOptions())
 	ns := newNamespace("events", true)
 	create(t, ns)
@@ -565,6 +578,7 @@ func TestEvents(t *testing.T) {
 // vigil_policy_results states what the reports say, after a burst of pod and
 // policy changes.
 func TestPolicyResultsMetric(t *testing.T) {
+	testenv.Integration(t)
 	ctx := context.Background()
 	startVigil(t, controllers.DefaultOptions())
 	nsA, nsB := newNamespace("metrics-a", true), newNamespace("metrics-b", true)
@@ -626,7 +640,7 @@ func TestPolicyResultsMetric(t *testing.T) {
 
 	eventually(t, settleTimeout, func() error {
 		var all reportsv1alpha2.PolicyReportList
-		if err := k8s.List(ctx, &all, client.MatchingLabels{controllers.ManagedByLabel: controllers.ManagedByValue}); err != nil {
+		if err := k8s.List(ctx, &all, client.MatchingLabels{report.ManagedByLabel: report.ManagedByValue}); err != nil {
 			return err
 		}
 		fromReports := map[string]map[reportsv1alpha2.Result]int{}
@@ -752,6 +766,7 @@ func kubectlRows(t *testing.T, args ...string) [][]string {
 // Every pod is judged again each resync period although nothing changed, and
 // an unchanged report is not written again.
 func TestResync(t *testing.T) {
+	testenv.Integration(t)
 	opts := controllers.DefaultOptions()
 	opts.ResyncPeriod = 300 * time.Millisecond
 	startVigil(t, opts)

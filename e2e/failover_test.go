@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/manager"
+	"github.com/vigil-dev/vigil/internal/report"
 	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
@@ -541,7 +542,7 @@ func reportProblem(rep *reportsv1alpha2.PolicyReport, pod *corev1.Pod, cip, gene
 	switch {
 	case rep.Name != string(pod.UID):
 		return fmt.Sprintf("named %s, not after the pod's UID %s", rep.Name, pod.UID)
-	case rep.Labels[manager.ManagedByLabel] != manager.ManagedByValue:
+	case rep.Labels[report.ManagedByLabel] != report.ManagedByValue:
 		return fmt.Sprintf("labels %v", rep.Labels)
 	case len(rep.OwnerReferences) != 1 || rep.OwnerReferences[0].UID != pod.UID:
 		return fmt.Sprintf("owners %+v", rep.OwnerReferences)

@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-dev/vigil/internal/manager"
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/report"
 )
 
 func newControllerCommand() *cobra.Command {
@@ -43,7 +44,7 @@ configuration --webhook-config-name.`,
 				return &exitError{code: exitBadInput, err: fmt.Errorf("--no-match-policy: %w", err)}
 			}
 			opts.NoMatchPolicy = p
-			if opts.ReportAPI, err = manager.ParseReportAPI(reportAPI); err != nil {
+			if opts.ReportAPI, err = report.ParseAPI(reportAPI); err != nil {
 				return &exitError{code: exitBadInput, err: fmt.Errorf("--report-api: %w", err)}
 			}
 			if opts.LeaderElection {
@@ -76,7 +77,7 @@ configuration --webhook-config-name.`,
 				return err
 			}
 			ctx := ctrl.SetupSignalHandler()
-			if err := controllers.Setup(ctx, m, opts.Namespace, verify); err != nil {
+			if err := controllers.Setup(m, m.VerifyDeps(), verify); err != nil {
 				return &exitError{code: exitBadInput, err: err}
 			}
 			return m.Start(ctx)
@@ -104,7 +105,7 @@ configuration --webhook-config-name.`,
 	f.StringVar(&opts.WebhookConfigName, "webhook-config-name", manager.DefaultWebhookConfigName, "ValidatingWebhookConfiguration whose caBundle is kept current")
 	f.DurationVar(&opts.PolicyTimeout, "policy-timeout", policy.DefaultPolicyTimeout, "bound on evaluating one policy's CUE or Rego for one object; past it the result is error, a denial in enforce mode")
 	f.StringVar(&noMatch, "no-match-policy", string(policy.NoMatchDeny), "deny, warn or allow images no policy covers, unless the config-policy-controller ConfigMap says otherwise")
-	f.StringVar(&reportAPI, "report-api", string(manager.ReportAPIWGPolicy), fmt.Sprintf("API of the reports written, one per pod: %s (PolicyReport) or %s (Report, whose CRDs config/overlays/openreports installs)", manager.ReportAPIWGPolicy, manager.ReportAPIOpenReports))
+	f.StringVar(&reportAPI, "report-api", string(report.WGPolicy), fmt.Sprintf("API of the reports written, one per pod: %s (PolicyReport) or %s (Report, whose CRDs config/overlays/openreports installs)", report.WGPolicy, report.OpenReports))
 	f.StringVar(&verify.NamespaceSelector, "namespace-selector", verify.NamespaceSelector, "label selector of the namespaces whose running pods are verified; empty: every namespace but kube-system and Vigil's own")
 	f.BoolVar(&nsLabel, "metrics-namespace-label", false, "add a namespace label to vigil_policy_results and vigil_drift_total (one series per namespace and policy)")
 	f.Float32Var(&opts.KubeAPIQPS, "kube-api-qps", manager.DefaultKubeAPIQPS, "requests per second Vigil may send the API server, sustained; negative: no client-side bound")

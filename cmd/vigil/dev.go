@@ -19,16 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/devenv"
 )
-
-// runManager runs Vigil's manager (webhook server and reconcilers) in-process
-// against the dev cluster until ctx ends, and closes ready once it serves.
-// The manager's code sets it; while it is nil, `vigil dev` runs the cluster
-// alone.
-var runManager func(ctx context.Context, cfg *rest.Config, o managerOptions, ready chan<- struct{}) error
 
 // managerOptions are the flags of `vigil dev` that concern the manager.
 type managerOptions struct {
@@ -36,9 +30,6 @@ type managerOptions struct {
 	// webhookName is the name kube-apiserver shows in denials.
 	webhookName string
 }
-
-// includeLabel opts a namespace in to Vigil's webhook, as with policy-controller.
-const includeLabel = "policy.sigstore.dev/include"
 
 // managerStopTimeout bounds how long `vigil dev` waits for the manager to
 // return after it is told to stop.
@@ -60,7 +51,7 @@ func newDevCommand() *cobra.Command {
 		Long: `Start a complete local cluster with no containers: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler and kwok simulating nodes on which pods
 become Running. Vigil's CRDs are installed, namespace default is labelled
-` + includeLabel + `=true and Vigil's manager runs in-process.
+` + v1beta1.IncludeLabel + `=true and Vigil's manager runs in-process.
 
 The kubeconfig is written only once everything is ready, so a script can wait
 for the file. Runs until SIGINT or SIGTERM, then stops every process it
@@ -198,7 +189,7 @@ func prepareCluster(ctx context.Context, cluster *devenv.Cluster) error {
 	if err != nil {
 		return err
 	}
-	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:"true"}}}`, includeLabel)
+	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:"true"}}}`, v1beta1.IncludeLabel)
 	// The API server creates namespace default shortly after it starts serving.
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := cs.CoreV1().Namespaces().Patch(ctx, "default", types.MergePatchType, patch, metav1.PatchOptions{})
@@ -208,21 +199,17 @@ func prepareCluster(ctx context.Context, cluster *devenv.Cluster) error {
 		return err == nil, err
 	})
 	if err != nil {
-		return fmt.Errorf("label namespace default %s=true: %w", includeLabel, err)
+		return fmt.Errorf("label namespace default %s=true: %w", v1beta1.IncludeLabel, err)
 	}
 	return nil
 }
 
-// startManager starts runManager, when set, and waits until it is ready. The
-// returned channel yields what runManager returned; it is nil (never ready to
-// receive) when there is no manager.
+// startManager starts runDevManager and waits until it is ready. The
+// returned channel yields what runDevManager returned.
 func startManager(ctx context.Context, cluster *devenv.Cluster, mo managerOptions) (chan error, error) {
-	if runManager == nil {
-		return nil, nil
-	}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- runManager(ctx, cluster.RESTConfig(), mo, ready) }()
+	go func() { done <- runDevManager(ctx, cluster.RESTConfig(), mo, ready) }()
 	select {
 	case <-ready:
 		return done, nil

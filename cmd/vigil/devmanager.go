@@ -25,12 +25,12 @@ import (
 	"github.com/vigil-dev/vigil/internal/policy"
 )
 
-func init() { runManager = runDevManager }
-
 // devReadyTimeout bounds how long the in-process manager may take to serve.
 const devReadyTimeout = 2 * time.Minute
 
-// runDevManager runs the manager in-process for `vigil dev`: the webhook on
+// runDevManager runs Vigil's manager (webhook server and reconcilers)
+// in-process against the dev cluster until ctx ends, and closes ready once it
+// serves: the webhook on
 // loopback (https://localhost:PORT, with a certificate cert-controller makes
 // for localhost), metrics over plain HTTP, no leader election.
 func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, ready chan<- struct{}) error {
@@ -88,7 +88,7 @@ func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, read
 	if err != nil {
 		return err
 	}
-	if err := controllers.Setup(ctx, m, ns, controllers.DefaultOptions()); err != nil {
+	if err := controllers.Setup(m, m.VerifyDeps(), controllers.DefaultOptions()); err != nil {
 		return err
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, devReadyTimeout)

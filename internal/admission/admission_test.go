@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -204,26 +203,6 @@ func TestPolicyValidator(t *testing.T) {
 	}
 }
 
-func TestConfigNoMatchPolicy(t *testing.T) {
-	c := &Config{Default: policy.NoMatchWarn}
-	cm := func(v string) *corev1.ConfigMap {
-		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: "vigil-system"},
-			Data: map[string]string{NoMatchPolicyKey: v}}
-	}
-	if got := c.NoMatchPolicy(); got != policy.NoMatchWarn {
-		t.Errorf("without ConfigMap: %s, want the default warn", got)
-	}
-	if err := c.Update(cm("allow")); err != nil || c.NoMatchPolicy() != policy.NoMatchAllow {
-		t.Errorf("allow: %s, %v", c.NoMatchPolicy(), err)
-	}
-	if err := c.Update(cm("sometimes")); err == nil || !strings.Contains(err.Error(), "sometimes") || c.NoMatchPolicy() != policy.NoMatchDeny {
-		t.Errorf("unknown value: %s, %v; want deny and an error naming the value", c.NoMatchPolicy(), err)
-	}
-	if err := c.Update(nil); err != nil || c.NoMatchPolicy() != policy.NoMatchWarn {
-		t.Errorf("ConfigMap deleted: %s, %v; want the default again", c.NoMatchPolicy(), err)
-	}
-}
-
 func TestConfigurationScopesWorkloads(t *testing.T) {
 	vwc := Configuration(ConfigurationOptions{Name: "n", WorkloadWebhookName: "policy.sigstore.dev", Namespace: "vigil-system", URL: "https://localhost:1"})
 	w := vwc.Webhooks[0]
@@ -231,7 +210,7 @@ func TestConfigurationScopesWorkloads(t *testing.T) {
 		t.Errorf("workload webhook: %s failurePolicy=%s timeout=%d", w.Name, *w.FailurePolicy, *w.TimeoutSeconds)
 	}
 	sel, _ := json.Marshal(w.NamespaceSelector)
-	for _, want := range []string{IncludeLabel, "kube-system", "vigil-system"} {
+	for _, want := range []string{v1beta1.IncludeLabel, "kube-system", "vigil-system"} {
 		if !strings.Contains(string(sel), want) {
 			t.Errorf("namespaceSelector %s does not mention %s", sel, want)
 		}

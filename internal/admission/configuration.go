@@ -1,12 +1,10 @@
 package admission
 
 import (
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
-
-// IncludeLabel opts a namespace in, as for policy-controller.
-const IncludeLabel = "policy.sigstore.dev/include"
 
 // PolicyWebhookName is the webhook that validates ClusterImagePolicies.
 const PolicyWebhookName = "validating.clusterimagepolicy.sigstore.dev"
@@ -72,7 +70,7 @@ func Configuration(o ConfigurationOptions) *admissionregistrationv1.ValidatingWe
 		rule("batch", "v1", &namespacedScope, "jobs", "cronjobs"),
 	}
 	optedIn := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		{Key: IncludeLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}},
+		{Key: v1beta1.IncludeLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}},
 		{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", o.Namespace}},
 	}}
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{

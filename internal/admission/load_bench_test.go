@@ -83,10 +83,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	ctrladmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/manager"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
+	"github.com/vigil-dev/vigil/internal/settings"
 	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
@@ -174,7 +176,7 @@ func startLoadEnv(tb testing.TB) *loadEnv {
 			Name: manager.DefaultWebhookConfigName, WorkloadWebhookName: manager.DefaultWebhookName,
 			Namespace: ns, URL: "https://localhost:" + strconv.Itoa(port),
 		}),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: loadNamespace, Labels: map[string]string{admission.IncludeLabel: "true"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: loadNamespace, Labels: map[string]string{v1beta1.IncludeLabel: "true"}}},
 	} {
 		if err := k8s.Create(ctx, obj); err != nil {
 			tb.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
@@ -208,7 +210,7 @@ func startLoadEnv(tb testing.TB) *loadEnv {
 		case <-time.After(30 * time.Second):
 		}
 	})
-	if err := m.WaitReady(ctx, 2*time.Minute); err != nil {
+	if err := testenv.WaitWebhook(ctx, m.CertsReady, m.Webhook.StartedChecker(), 2*time.Minute); err != nil {
 		tb.Fatal(err)
 	}
 
@@ -1054,7 +1056,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	}
 	store.MarkSynced()
 	wh := &ctrladmission.Webhook{Handler: &admission.WorkloadValidator{
-		Policies: store, NoMatch: &admission.Config{Default: policy.NoMatchDeny}, PolicyTimeout: policy.DefaultPolicyTimeout,
+		Policies: store, NoMatch: settings.New(policy.NoMatchDeny), PolicyTimeout: policy.DefaultPolicyTimeout,
 	}}
 	e := &loadEnv{reviews: buildReviews(b)}
 	bodies := make([][]byte, len(e.reviews))

@@ -28,11 +28,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/vigil-dev/vigil/apis"
-	openreportsv1alpha1 "github.com/vigil-dev/vigil/apis/openreports/v1alpha1"
-	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
+	"github.com/vigil-dev/vigil/controllers"
 	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
+	"github.com/vigil-dev/vigil/internal/report"
+	"github.com/vigil-dev/vigil/internal/settings"
 )
 
 // Defaults shared by the flags of `vigil controller` and `vigil dev`.
@@ -117,8 +118,8 @@ type Options struct {
 	NoMatchPolicy policy.NoMatchPolicy
 
 	// ReportAPI is the API of the reports Vigil writes, caches and
-	// deletes; empty means ReportAPIWGPolicy.
-	ReportAPI ReportAPI
+	// deletes; empty means report.WGPolicy.
+	ReportAPI report.API
 
 	// KubeAPIQPS and KubeAPIBurst bound the requests Vigil sends the API
 	// server (client-go's token bucket). A negative QPS turns the bound off
@@ -135,34 +136,6 @@ const (
 	DefaultKubeAPIBurst = 400
 )
 
-// ReportAPI is the group/version of the reports Vigil writes (--report-api).
-type ReportAPI string
-
-// The report APIs Vigil writes.
-const (
-	// ReportAPIWGPolicy: PolicyReport of wgpolicyk8s.io/v1alpha2, the default.
-	ReportAPIWGPolicy ReportAPI = "wgpolicyk8s.io/v1alpha2"
-	// ReportAPIOpenReports: Report of openreports.io/v1alpha1.
-	ReportAPIOpenReports ReportAPI = "openreports.io/v1alpha1"
-)
-
-// ParseReportAPI reads the value of --report-api.
-func ParseReportAPI(s string) (ReportAPI, error) {
-	switch a := ReportAPI(s); a {
-	case ReportAPIWGPolicy, ReportAPIOpenReports:
-		return a, nil
-	}
-	return "", fmt.Errorf("%q is not one of %s, %s", s, ReportAPIWGPolicy, ReportAPIOpenReports)
-}
-
-// reportObject is an empty namespaced report of api.
-func reportObject(api ReportAPI) client.Object {
-	if api == ReportAPIOpenReports {
-		return &openreportsv1alpha1.Report{}
-	}
-	return &reportsv1alpha2.PolicyReport{}
-}
-
 // Manager is a controller-runtime manager plus the webhook server that starts
 // once cert-controller has written its certificate.
 type Manager struct {
@@ -173,21 +146,27 @@ type Manager struct {
 	CertsReady chan struct{}
 	// Policies are the compiled ClusterImagePolicies, kept current on every replica.
 	Policies *policystore.Store
-	// Config follows the config-policy-controller ConfigMap.
-	Config *admission.Config
+	// Settings follow the config-policy-controller ConfigMap.
+	Settings *settings.Settings
 	// PolicyTimeout is Options.PolicyTimeout, for the reconcilers.
 	PolicyTimeout time.Duration
 	// ReportAPI is the API of the reports the reconcilers write.
-	ReportAPI ReportAPI
+	ReportAPI report.API
+	// Namespace is Vigil's own.
+	Namespace string
+}
+
+// VerifyDeps are what the verify path (controllers.Setup) shares with the
+// webhook.
+func (m *Manager) VerifyDeps() controllers.Deps {
+	return controllers.Deps{Namespace: m.Namespace, Policies: m.Policies, Settings: m.Settings, Reports: m.ReportAPI, PolicyTimeout: m.PolicyTimeout}
 }
 
 // New builds the manager. Register webhook handlers on m.Webhook and
 // reconcilers on m before calling m.Start.
 func New(cfg *rest.Config, opts Options) (*Manager, error) {
-	if opts.ReportAPI == "" {
-		opts.ReportAPI = ReportAPIWGPolicy
-	}
-	if _, err := ParseReportAPI(string(opts.ReportAPI)); err != nil {
+	api, err := report.ParseAPI(string(opts.ReportAPI))
+	if err != nil {
 		return nil, fmt.Errorf("report API: %w", err)
 	}
 	cfg = rest.CopyConfig(cfg)
@@ -221,9 +200,9 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 			&corev1.Secret{}:    {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 			// Only Vigil's own reports, of the one API it writes (the other
 			// API's CRD need not be installed), compacted.
-			reportObject(opts.ReportAPI): {
-				Label:     labels.SelectorFromSet(labels.Set{ManagedByLabel: ManagedByValue}),
-				Transform: CompactReport,
+			api.NewObject(): {
+				Label:     labels.SelectorFromSet(labels.Set{report.ManagedByLabel: report.ManagedByValue}),
+				Transform: report.Compact,
 			},
 		},
 			// managedFields is never read and is a large part of every object.
@@ -238,9 +217,10 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		Manager:       mgr,
 		CertsReady:    make(chan struct{}),
 		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace}),
-		Config:        &admission.Config{Default: opts.NoMatchPolicy},
+		Settings:      settings.New(opts.NoMatchPolicy),
 		PolicyTimeout: opts.PolicyTimeout,
-		ReportAPI:     opts.ReportAPI,
+		ReportAPI:     api,
+		Namespace:     opts.Namespace,
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
@@ -259,8 +239,8 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	// The no-match setting serves the webhook and the verify path alike.
-	if err := mgr.Add(&admission.ConfigWatcher{
-		Config: m.Config, Cache: mgr.GetCache(), Namespace: opts.Namespace,
+	if err := mgr.Add(&settings.Watcher{
+		Settings: m.Settings, Cache: mgr.GetCache(), Namespace: opts.Namespace,
 		Log: mgr.GetLogger().WithName("config"),
 	}); err != nil {
 		return nil, err
@@ -291,7 +271,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("add certificate rotator: %w", err)
 	}
 	m.Webhook.Register(admission.WorkloadPath, &webhook.Admission{
-		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Config, PolicyTimeout: opts.PolicyTimeout},
+		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Settings, PolicyTimeout: opts.PolicyTimeout},
 	})
 	m.Webhook.Register(admission.PolicyPath, &webhook.Admission{
 		Handler: &admission.PolicyValidator{Compiler: policy.Compiler{SystemNamespace: opts.Namespace}},
@@ -353,12 +333,6 @@ func durationOrNil(d time.Duration) *time.Duration {
 	return &d
 }
 
-// Labels of everything Vigil writes.
-const (
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "vigil"
-)
-
 // tlsMinVersion refuses TLS older than 1.2 on every server Vigil runs.
 func tlsMinVersion(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }
 
@@ -380,29 +354,4 @@ func (d *delayedWebhook) Start(ctx context.Context) error {
 	}
 	d.started.Store(true)
 	return d.server.Start(ctx)
-}
-
-// WaitReady blocks until the webhook server answers its started check, or the
-// deadline passes.
-func (m *Manager) WaitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	select {
-	case <-m.CertsReady:
-	case <-ctx.Done():
-		return fmt.Errorf("webhook certificate not ready after %s", timeout)
-	}
-	if m.Webhook == nil {
-		return nil
-	}
-	for {
-		if err := m.Webhook.StartedChecker()(&http.Request{}); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("webhook server not serving after %s", timeout)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/manager"
 	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/settings"
 	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
@@ -143,7 +144,7 @@ func setup() (err error) {
 		_ = os.RemoveAll(certDir)
 		prevStop()
 	}
-	if err := mgr.WaitReady(ctx, 2*time.Minute); err != nil {
+	if err := testenv.WaitWebhook(ctx, mgr.CertsReady, mgr.Webhook.StartedChecker(), 2*time.Minute); err != nil {
 		return err
 	}
 	return waitListening(metricsAddr, time.Minute)
@@ -316,8 +317,8 @@ func TestCacheHoldsNoSecretOutsideVigilsNamespace(t *testing.T) {
 	create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}})
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "db-password"},
 		StringData: map[string]string{"password": "hunter2"}})
-	create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: admission.ConfigMapName},
-		Data: map[string]string{admission.NoMatchPolicyKey: "allow"}})
+	create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: settings.ConfigMapName},
+		Data: map[string]string{settings.NoMatchPolicyKey: "allow"}})
 
 	c := mgr.GetClient()
 	// Vigil's own certificate Secret is readable...
@@ -335,8 +336,8 @@ func TestCacheHoldsNoSecretOutsideVigilsNamespace(t *testing.T) {
 		t.Errorf("reading a Secret of %s: %v, want an error about the namespace not being cached", other, err)
 	}
 	var cm corev1.ConfigMap
-	if err := c.Get(ctx, types.NamespacedName{Namespace: other, Name: admission.ConfigMapName}, &cm); err == nil {
-		t.Errorf("the manager's client read ConfigMap %s/%s", other, admission.ConfigMapName)
+	if err := c.Get(ctx, types.NamespacedName{Namespace: other, Name: settings.ConfigMapName}, &cm); err == nil {
+		t.Errorf("the manager's client read ConfigMap %s/%s", other, settings.ConfigMapName)
 	}
 	// A cluster-wide list returns Vigil's namespace only.
 	var secrets corev1.SecretList
@@ -350,7 +351,7 @@ func TestCacheHoldsNoSecretOutsideVigilsNamespace(t *testing.T) {
 	}
 	// A ConfigMap of the same name elsewhere does not change the setting.
 	time.Sleep(time.Second)
-	if got := mgr.Config.NoMatchPolicy(); got != policy.NoMatchDeny {
+	if got := mgr.Settings.NoMatchPolicy(); got != policy.NoMatchDeny {
 		t.Errorf("no-match-policy = %s after a ConfigMap in %s said allow, want deny", got, other)
 	}
 }

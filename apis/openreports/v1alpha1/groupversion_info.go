@@ -10,17 +10,19 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
 	// GroupVersion is the group and version of this package's types.
 	GroupVersion = schema.GroupVersion{Group: "openreports.io", Version: "v1alpha1"}
 
-	// SchemeBuilder adds this package's types to a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
-
 	// AddToScheme adds this package's types to a scheme.
-	AddToScheme = SchemeBuilder.AddToScheme
+	AddToScheme = func(s *runtime.Scheme) error {
+		s.AddKnownTypes(GroupVersion, &Report{}, &ReportList{}, &ClusterReport{}, &ClusterReportList{})
+		metav1.AddToGroupVersion(s, GroupVersion)
+		return nil
+	}
 )

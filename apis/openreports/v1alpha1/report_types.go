@@ -199,7 +199,3 @@ type ClusterReportList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterReport `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Report{}, &ReportList{}, &ClusterReport{}, &ClusterReportList{})
-}

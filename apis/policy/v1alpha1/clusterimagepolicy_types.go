@@ -9,8 +9,8 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 )
@@ -19,11 +19,12 @@ var (
 	// GroupVersion is the group and version of this package's types.
 	GroupVersion = schema.GroupVersion{Group: "policy.sigstore.dev", Version: "v1alpha1"}
 
-	// SchemeBuilder adds this package's types to a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
-
 	// AddToScheme adds this package's types to a scheme.
-	AddToScheme = SchemeBuilder.AddToScheme
+	AddToScheme = func(s *runtime.Scheme) error {
+		s.AddKnownTypes(GroupVersion, &ClusterImagePolicy{}, &ClusterImagePolicyList{})
+		metav1.AddToGroupVersion(s, GroupVersion)
+		return nil
+	}
 )
 
 // ClusterImagePolicy is the v1alpha1 view of v1beta1.ClusterImagePolicy.
@@ -56,8 +57,4 @@ type ClusterImagePolicyList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterImagePolicy `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&ClusterImagePolicy{}, &ClusterImagePolicyList{})
 }

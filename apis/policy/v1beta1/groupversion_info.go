@@ -7,17 +7,24 @@
 package v1beta1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
 	// GroupVersion is the group and version of this package's types.
 	GroupVersion = schema.GroupVersion{Group: "policy.sigstore.dev", Version: "v1beta1"}
 
-	// SchemeBuilder adds this package's types to a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
-
 	// AddToScheme adds this package's types to a scheme.
-	AddToScheme = SchemeBuilder.AddToScheme
+	AddToScheme = func(s *runtime.Scheme) error {
+		s.AddKnownTypes(GroupVersion, &ClusterImagePolicy{}, &ClusterImagePolicyList{})
+		metav1.AddToGroupVersion(s, GroupVersion)
+		return nil
+	}
 )
+
+// IncludeLabel opts a namespace in to policy enforcement, as for
+// policy-controller: the webhook judges the objects of namespaces labelled
+// IncludeLabel=true, and so does the verify path by default.
+const IncludeLabel = "policy.sigstore.dev/include"

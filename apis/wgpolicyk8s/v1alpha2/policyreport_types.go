@@ -164,7 +164,3 @@ type ClusterPolicyReportList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterPolicyReport `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&PolicyReport{}, &PolicyReportList{}, &ClusterPolicyReport{}, &ClusterPolicyReportList{})
-}

@@ -1,0 +1,133 @@
+package controllers_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/vigil-dev/vigil/controllers"
+	"github.com/vigil-dev/vigil/internal/report"
+	"github.com/vigil-dev/vigil/internal/testenv"
+)
+
+// requestCounter counts the requests a client sends, by method and path.
+type requestCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Query().Get("watch") != "true" {
+			c.mu.Lock()
+			c.counts[req.Method+" "+req.URL.Path]++
+			c.mu.Unlock()
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+func (c *requestCounter) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.counts))
+	for k, v := range c.counts {
+		out[k] = v
+	}
+	return out
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// What one pod change costs: one read of the pod and one decision, plus one
+// write when the report changes, and never a second judgement because of
+// Vigil's own write (issue 13). Counted from the requests the manager's
+// client sends and vigil_evaluations_total.
+func TestPodChangeCost(t *testing.T) {
+	testenv.Integration(t)
+	counter := &requestCounter{counts: map[string]int{}}
+	counted := rest.CopyConfig(cfg)
+	counted.WrapTransport = counter.wrap
+	opts := controllers.DefaultOptions()
+	// One worker: the queue is served in order, so once a report event
+	// queued after another has been handled, so has the first (see quiet).
+	opts.Workers = 1
+	startVigilOn(t, counted, report.WGPolicy, opts, nil)
+
+	ns := newNamespace("cost", true)
+	create(t, ns)
+	create(t, seedPolicy(t, "cost-caps", glob("cost")...))
+	pod := newPod(ns.Name, "web", image("cost", "web"))
+	create(t, pod)
+	waitForResults(t, pod, results{"cost-caps": pass})
+
+	// quiet waits until Vigil has handled every event so far: a report of
+	// a pod that does not exist is an event on the same watch as Vigil's
+	// own writes, queued after them, and Vigil deletes it when its turn
+	// comes.
+	sentinels := 0
+	quiet := func() {
+		t.Helper()
+		sentinels++
+		rep := staleReport(ns.Name, fmt.Sprintf("sentinel-%d", sentinels))
+		create(t, rep)
+		waitForGone(t, rep)
+	}
+	podPath := "/api/v1/namespaces/" + ns.Name + "/pods/" + pod.Name
+	reportPath := "/apis/wgpolicyk8s.io/v1alpha2/namespaces/" + ns.Name + "/policyreports/" + string(pod.UID)
+	judgements := func() float64 {
+		return metricSum(t, "vigil_evaluations_total", map[string]string{"trigger": "pod"})
+	}
+	step := func(name string, change func(), wantWrites int) {
+		t.Helper()
+		quiet()
+		before, judged := counter.snapshot(), judgements()
+		change()
+		eventually(t, settleTimeout, func() error {
+			if judgements() == judged {
+				return fmt.Errorf("%s: the pod was not judged", name)
+			}
+			return nil
+		})
+		quiet()
+		// A sentinel's pod does not exist: it is never judged.
+		after := counter.snapshot()
+		gets := after["GET "+podPath] - before["GET "+podPath]
+		writes := after["PATCH "+reportPath] - before["PATCH "+reportPath]
+		decided := judgements() - judged
+		var other []string
+		for k, v := range after {
+			if d := v - before[k]; d > 0 && k != "GET "+podPath && k != "PATCH "+reportPath && !strings.Contains(k, "sentinel") && !isBookkeeping(k) {
+				other = append(other, fmt.Sprintf("%s x%d", k, d))
+			}
+		}
+		t.Logf("%s: %d GET of the pod, %v decision(s), %d report write(s), other requests %v", name, gets, decided, writes, other)
+		if gets != 1 || decided != 1 || writes != wantWrites {
+			t.Errorf("%s: %d GETs of the pod, %v decisions, %d report writes; want 1, 1, %d", name, gets, decided, writes, wantWrites)
+		}
+		if len(other) > 0 {
+			t.Errorf("%s: other requests %v", name, other)
+		}
+	}
+
+	step("label change", func() {
+		update(t, pod, func(p *corev1.Pod) { p.Labels = map[string]string{"touched": "yes"} })
+	}, 0)
+	step("image no policy covers", func() {
+		update(t, pod, func(p *corev1.Pod) { p.Spec.Containers[0].Image = "registry.test/elsewhere/web" })
+	}, 1)
+	waitForResults(t, pod, results{noPol: fail})
+}
+
+// isBookkeeping says whether a request is one a judgement may cause besides
+// the pod's own: an event, or a policy's status when its pod counts change.
+func isBookkeeping(request string) bool {
+	return strings.Contains(request, "/events") || strings.HasSuffix(request, "/status")
+}

@@ -1,0 +1,126 @@
+package controllers
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// These are pure unit tests of the verify path's bookkeeping: they need no
+// API server (go test -short runs them alone).
+
+func TestOwnWrites(t *testing.T) {
+	o := newOwnWrites()
+	a := types.NamespacedName{Namespace: "ns", Name: "a"}
+	o.expect(a, "v2")
+	if o.written(a, "v1") {
+		t.Errorf("an older state of the report, arriving first, was taken for Vigil's write")
+	}
+	if !o.written(a, "v2") {
+		t.Errorf("Vigil's own write was not recognised")
+	}
+	if o.written(a, "v2") {
+		t.Errorf("a second event with the same content was taken for Vigil's write: someone else may have written it")
+	}
+	if n := o.inFlight(); n != 0 {
+		t.Errorf("%d writes in flight after every write was seen", n)
+	}
+
+	o.expect(a, "v3")
+	o.cancel(a)
+	if o.written(a, "v3") || o.inFlight() != 0 {
+		t.Errorf("a failed write was still expected")
+	}
+
+	o.expectDeletion(a)
+	if o.written(a, "") {
+		t.Errorf("an update was taken for Vigil's deletion")
+	}
+	if !o.deleted(a) || o.inFlight() != 0 {
+		t.Errorf("Vigil's own deletion was not recognised")
+	}
+	// Someone else deletes a report Vigil was writing: the pod must be
+	// judged again, and nothing stays behind.
+	o.expect(a, "v4")
+	if o.deleted(a) || o.inFlight() != 0 {
+		t.Errorf("someone else's deletion was taken for Vigil's")
+	}
+}
+
+func TestStaleReports(t *testing.T) {
+	s := newStaleReports()
+	pod := types.NamespacedName{Namespace: "ns", Name: "web"}
+	s.add(pod, "uid-1")
+	s.add(pod, "uid-1")
+	s.add(pod, "uid-2")
+	handled := s.get(pod)
+	if strings.Join(handled, ",") != "uid-1,uid-2" {
+		t.Fatalf("noted %v, want each report once", handled)
+	}
+	s.add(pod, "uid-3") // noted while the reconciler works
+	s.done(pod, handled)
+	if left := s.get(pod); strings.Join(left, ",") != "uid-3" {
+		t.Errorf("after done: %v, want only the report noted meanwhile", left)
+	}
+	s.done(pod, []string{"uid-3"})
+	if len(s.names) != 0 {
+		t.Errorf("entries left: %v", s.names)
+	}
+}
+
+func TestTally(t *testing.T) {
+	tl := newTally()
+	a := types.NamespacedName{Namespace: "ns", Name: "a"}
+	b := types.NamespacedName{Namespace: "ns", Name: "b"}
+	if changed := tl.set(a, map[string]string{"p": "fail", "q": "pass"}); strings.Join(sorted(changed), ",") != "p,q" {
+		t.Errorf("first results changed %v, want p,q", changed)
+	}
+	if changed := tl.set(a, map[string]string{"p": "fail", "q": "pass"}); len(changed) != 0 {
+		t.Errorf("the same results changed %v", changed)
+	}
+	tl.set(b, map[string]string{"p": "pass"})
+	if changed := tl.set(a, map[string]string{"p": "pass"}); strings.Join(sorted(changed), ",") != "p,q" {
+		t.Errorf("fail to pass and q gone changed %v", changed)
+	}
+	if tl.count("p", "pass") != 2 || tl.count("p", "fail") != 0 || tl.count("q", "pass") != 0 {
+		t.Errorf("counts p pass %d fail %d, q pass %d", tl.count("p", "pass"), tl.count("p", "fail"), tl.count("q", "pass"))
+	}
+	// Seeding after a restart counts what the reports say for pods not
+	// judged yet, and never overrides a pod judged already.
+	tl.seed(map[types.NamespacedName]map[string]string{
+		a:                            {"p": "fail"},
+		{Namespace: "ns", Name: "c"}: {"p": "warn"},
+	})
+	if tl.count("p", "pass") != 2 || tl.count("p", "warn") != 1 || tl.count("p", "fail") != 0 {
+		t.Errorf("after seeding: pass %d warn %d fail %d", tl.count("p", "pass"), tl.count("p", "warn"), tl.count("p", "fail"))
+	}
+	tl.seed(map[types.NamespacedName]map[string]string{{Namespace: "ns", Name: "d"}: {"p": "fail"}})
+	if tl.count("p", "fail") != 0 {
+		t.Errorf("a second seed counted")
+	}
+	tl.set(a, nil)
+	tl.set(b, nil)
+	if tl.count("p", "pass") != 0 {
+		t.Errorf("forgotten pods still counted")
+	}
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+func TestTruncateKeepsUTF8(t *testing.T) {
+	note := strings.Repeat("é", maxEventNote) // 2 bytes each
+	got := truncate(note, maxEventNote)
+	if len(got) > maxEventNote || !utf8.ValidString(got) || !strings.HasSuffix(got, "...") {
+		t.Errorf("truncated to %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+	}
+	if short := "fine"; truncate(short, maxEventNote) != short {
+		t.Errorf("a short note was changed")
+	}
+}
