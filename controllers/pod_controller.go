@@ -86,7 +86,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		log.FromContext(ctx).Error(err, "cannot read pod for judgement")
 		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "", append(stale, string(uid)))
 	}
-	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.NoMatch.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout})
+	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.NoMatch.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout, Observer: metrics.EvaluationObserver{}})
 	metrics.LastEvaluation.SetToCurrentTime()
 	results := make(map[string]string, len(d.Results))
 	for _, res := range d.Results {

@@ -237,7 +237,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	m := &Manager{
 		Manager:       mgr,
 		CertsReady:    make(chan struct{}),
-		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace}),
+		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace, Workers: policy.NewWorkerPool(policy.WorkerPoolOptions{})}),
 		Config:        &admission.Config{Default: opts.NoMatchPolicy},
 		PolicyTimeout: opts.PolicyTimeout,
 		ReportAPI:     opts.ReportAPI,

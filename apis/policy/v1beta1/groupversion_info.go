@@ -7,16 +7,24 @@
 package v1beta1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
+// The scheme is built with apimachinery alone (not controller-runtime's
+// scheme.Builder), so that internal/policy, which reads these types, and
+// `vigil test` do not link controller-runtime.
 var (
 	// GroupVersion is the group and version of this package's types.
 	GroupVersion = schema.GroupVersion{Group: "policy.sigstore.dev", Version: "v1beta1"}
 
 	// SchemeBuilder adds this package's types to a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(func(s *runtime.Scheme) error {
+		s.AddKnownTypes(GroupVersion, &ClusterImagePolicy{}, &ClusterImagePolicyList{})
+		metav1.AddToGroupVersion(s, GroupVersion)
+		return nil
+	})
 
 	// AddToScheme adds this package's types to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
