@@ -19,7 +19,7 @@ import (
 // projection the whole document, whose parts are written at most once per
 // decision however many policies read them.
 type inputBuilder struct {
-	obj *Object
+	obj  *Object
 	subj string
 
 	metadata    map[string]any // without managedFields, built on first use

@@ -233,10 +233,10 @@ func (pool *WorkerPool) discard(w *worker) {
 
 // worker is one child process, used by one evaluation at a time.
 type worker struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	w      *bufio.Writer
-	r      *bufio.Reader
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	w     *bufio.Writer
+	r     *bufio.Reader
 	// stderr keeps the start of the worker's stderr, which it writes to
 	// only when it dies (Go's "fatal error: out of memory"). Read it once
 	// exited is closed.
