@@ -450,7 +450,7 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 					bodyExplained = true
 					fs = body.findings
 					if len(fs) == 0 {
-						fs = []finding{{phrase: fmt.Sprintf("its %s policy is not satisfied", p.bodyType()), custom: true}}
+						fs = []finding{{phrase: p.bodyPhrase(body), custom: true}}
 					}
 				}
 			}
@@ -502,6 +502,15 @@ func (p *CompiledPolicy) bodyTypeLabel() string {
 	default:
 		return "cue"
 	}
+}
+
+// bodyPhrase words a body result that has no findings of its own.
+func (p *CompiledPolicy) bodyPhrase(body bodyResult) string {
+	if !body.errored {
+		return fmt.Sprintf("its %s policy is not satisfied", p.bodyType())
+	}
+	_, why, _ := strings.Cut(body.err.Error(), "for ClusterImagePolicy: ")
+	return fmt.Sprintf("its %s policy could not be evaluated: %s", p.bodyType(), why)
 }
 
 func (p *CompiledPolicy) bodyType() string {
