@@ -462,3 +462,45 @@ func compileAfterReplacingExecutable(t *testing.T) {
 	}
 	t.Logf("refused: %s", ipe.Message)
 }
+
+// Messages show a bounded part of what failed and say how much more there
+// is; an ordinary message is unchanged (the walkthrough and conformance
+// tests pin those).
+func TestMessageBounds(t *testing.T) {
+	var many fieldErrors
+	for i := range 25 {
+		many = append(many, fieldError{Message: "failed policy: p", Paths: []string{fmt.Sprintf("spec.containers[%d].image", i)}, Details: fmt.Sprintf("image-%02d", i)})
+	}
+	lines := many.lines()
+	if len(lines) != 11 || lines[10] != "and 15 more errors (10 of 25 shown)" || lines[0] != "failed policy: p: spec.containers[0].image\nimage-00" {
+		t.Errorf("25 entries: %q", lines)
+	}
+	var paths fieldErrors
+	for i := range 40 {
+		paths = append(paths, fieldError{Message: "failed policy: p", Paths: []string{fmt.Sprintf("spec.containers[%02d].image", i)}, Details: "nginx", Reason: "why"})
+	}
+	want := "failed policy: p: spec.containers[00].image, spec.containers[01].image, spec.containers[02].image, " +
+		"spec.containers[03].image, spec.containers[04].image, spec.containers[05].image, spec.containers[06].image, " +
+		"spec.containers[07].image, spec.containers[08].image, spec.containers[09].image, and 30 more\nnginx why"
+	if got := paths.Error(); got != want {
+		t.Errorf("40 paths:\n%s\nwant\n%s", got, want)
+	}
+	long := fieldErrors{{Message: "m", Paths: []string{"p"}, Details: "x", Reason: strings.Repeat("é", 3000)}}
+	if got := long.Error(); !strings.HasSuffix(got, "... (3954 more bytes)") || len(got) > maxShownDetails+64 {
+		t.Errorf("long details: %d bytes ending %q", len(got), got[len(got)-40:])
+	}
+	var big fieldErrors // entries of 2 KiB: the byte bound comes first
+	for i := range 10 {
+		big = append(big, fieldError{Message: "m", Paths: []string{fmt.Sprint(i)}, Details: strings.Repeat("y", 2000) + fmt.Sprint(i)})
+	}
+	if lines := big.lines(); len(lines) != 5 || lines[4] != "and 6 more errors (4 of 10 shown)" {
+		t.Errorf("10 entries of 2 KiB: %d lines, last %q", len(lines), lines[len(lines)-1])
+	}
+	var fs []finding
+	for i := range 1000 {
+		fs = append(fs, finding{where: fmt.Sprintf("container %q", fmt.Sprint(i%5)), phrase: " adds capability NET_ADMIN"})
+	}
+	if got := explainFindings(fs, 7, "Pod", "p"); strings.Count(got, ";") != 3 || !strings.HasSuffix(got, "; and 9 more") {
+		t.Errorf("explanation of 5 distinct findings and 7 omitted: %q", got)
+	}
+}

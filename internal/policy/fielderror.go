@@ -98,10 +98,12 @@ func (e fieldError) details() string {
 
 // Bounds on what a message shows, so that an object of 40,000 containers
 // gets a denial of a few kilobytes, not megabytes: at most maxShownErrors
-// merged entries, each with at most maxShownPaths paths and
-// maxShownDetails bytes of details, followed by how many more exist.
+// merged entries and maxShownBytes in all (but always the first entry),
+// each with at most maxShownPaths paths and maxShownDetails bytes of
+// details, followed by how many more exist.
 const (
 	maxShownErrors  = 10
+	maxShownBytes   = 8 << 10
 	maxShownPaths   = 10
 	maxShownDetails = 2048
 )
@@ -143,16 +145,21 @@ func truncateUTF8(s string, n int) string {
 	return fmt.Sprintf("%s... (%d more bytes)", s[:cut], len(s)-cut)
 }
 
-// lines renders the merged entries, at most maxShownErrors of them and then
-// a line saying how many more there are.
+// lines renders the merged entries, at most maxShownErrors of them and
+// maxShownBytes in all, then a line saying how many more there are.
 func (fe fieldErrors) lines() []string {
 	m := fe.merged()
 	var out []string
+	size := 0
 	for _, e := range m[:min(len(m), maxShownErrors)] {
-		out = append(out, e.String())
+		line := e.String()
+		if size += len(line); len(out) > 0 && size > maxShownBytes {
+			break
+		}
+		out = append(out, line)
 	}
-	if more := len(m) - maxShownErrors; more > 0 {
-		out = append(out, fmt.Sprintf("and %d more errors (%d of %d shown)", more, maxShownErrors, len(m)))
+	if more := len(m) - len(out); more > 0 {
+		out = append(out, fmt.Sprintf("and %d more errors (%d of %d shown)", more, len(out), len(m)))
 	}
 	return out
 }
