@@ -201,15 +201,18 @@ func TestAttackDistinctImagesThenCompliantPods(t *testing.T) {
 	var running sync.WaitGroup
 	var attacked Decision
 	var attackTook time.Duration
+	var attackPeak uint64
 	maxRunning := 0
 	running.Add(1)
 	go func() {
 		defer running.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), attackWall)
 		defer cancel()
+		stop := sampleHeap()
 		start := time.Now()
 		attacked = set.Decide(ctx, attack, Options{PolicyTimeout: attackTimeout})
 		attackTook = time.Since(start)
+		attackPeak = stop()
 		if ctx.Err() != nil {
 			t.Errorf("the attacking pod's decision outlived its deadline of %s", attackWall)
 		}
@@ -233,8 +236,8 @@ func TestAttackDistinctImagesThenCompliantPods(t *testing.T) {
 	if maxRunning > 2 {
 		t.Errorf("%d workers ran at once, more than the pool's 2", maxRunning)
 	}
-	t.Logf("attacking pod (%d KB): %s in %s, denial %d bytes; pool %+v", size>>10,
-		results(attacked)["non-default-capabilities-cue"], attackTook.Round(time.Millisecond), len(attacked.DenyMessage), pool.Stats())
+	t.Logf("attacking pod (%d KB): %s in %s, peak heap +%d MiB, denial %d bytes; pool %+v", size>>10,
+		results(attacked)["non-default-capabilities-cue"], attackTook.Round(time.Millisecond), attackPeak>>20, len(attacked.DenyMessage), pool.Stats())
 }
 
 // 50,000 globs against 5,000 containers on distinct images is 2.5e8 regular
@@ -253,7 +256,7 @@ func TestAttackGlobs(t *testing.T) {
 	o, _ := bigPod(t, "globbed", 5000, func(i int) map[string]any {
 		return map[string]any{"name": fmt.Sprint(i), "image": fmt.Sprintf("registry.example.com/other-%05d/app", i)}
 	})
-	d, took, _ := decideWithin(t, set, o)
+	d, took, peak := decideWithin(t, set, o)
 	assertBoundedDenial(t, d, "many-globs")
 	if r := d.Results[0]; r.Result != ResultError || !strings.Contains(r.Message, "could not be matched against the 5000 images within its limit of 2s") {
 		t.Errorf("result %s: %.400s", r.Result, r.Message)
@@ -265,7 +268,7 @@ func TestAttackGlobs(t *testing.T) {
 	if d, _, _ := decideWithin(t, set, small); !d.Allowed {
 		t.Errorf("a pod the globs cover: %+v", d)
 	}
-	t.Logf("5,000 containers × 50,000 globs: error in %s", took.Round(time.Millisecond))
+	t.Logf("5,000 containers × 50,000 globs: error in %s, peak heap +%d MiB", took.Round(time.Millisecond), peak>>20)
 }
 
 // Policies that explode for one pod shape only: they pass the compile
