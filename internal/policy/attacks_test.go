@@ -507,3 +507,25 @@ func TestMessageBounds(t *testing.T) {
 		t.Errorf("explanation of 5 distinct findings and 7 omitted: %q", got)
 	}
 }
+
+// A worker that dies while idle (killed from outside, say by the kernel) is
+// replaced when next needed: the next object is judged normally.
+func TestWorkerKilledWhileIdleIsReplaced(t *testing.T) {
+	pool := newTestPool(t, 0)
+	set := compileWith(t, pool, newCIP("named", withRego("package sigstore\nisCompliant { input.metadata.name != \"\" }\n")))
+	for i := range 3 {
+		o := obj(t, fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: p%d}\nspec:\n  containers: [{name: app, image: nginx}]\n", i))
+		if d, _, _ := decideWithin(t, set, o); !d.Allowed {
+			t.Fatalf("pod %d: %+v", i, d)
+		}
+		pool.mu.Lock()
+		for w := range pool.live {
+			w.kill()
+			<-w.exited
+		}
+		pool.mu.Unlock()
+	}
+	if st := pool.Stats(); st.Started < 3 {
+		t.Errorf("pool %+v: the dead workers were not replaced", st)
+	}
+}

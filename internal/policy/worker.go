@@ -153,6 +153,14 @@ func (pool *WorkerPool) evaluate(b *budget, p *CompiledPolicy, in evalInput) (r 
 	case <-ctx.Done():
 		return errored("no evaluation worker was free within %s", b.limit()), true
 	}
+	if w != nil {
+		select {
+		case <-w.exited: // it died while idle (killed from outside): start another
+			pool.discard(w)
+			w = nil
+		default:
+		}
+	}
 	if w == nil {
 		var err error
 		if w, err = pool.start(); err != nil {
