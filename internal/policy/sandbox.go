@@ -101,8 +101,8 @@ type sandboxRequest struct {
 // policy that explodes for any pod (its runaway part depends on the input,
 // so compiling it alone does not run it) is refused now, within the
 // sandbox's limits, rather than crashing or stalling the webhook at the
-// first pod. A policy that explodes only for some pods is not caught: its
-// evaluation is bounded in time only (Options.PolicyTimeout).
+// first pod. A policy that explodes only for some pods is not caught here;
+// evaluation workers (worker.go) bound its evaluation for those pods.
 type sandboxProbe struct {
 	IncludeSpec       bool `json:"includeSpec"`
 	IncludeObjectMeta bool `json:"includeObjectMeta"`
