@@ -150,7 +150,7 @@ func (r *PodReconciler) decide(ctx context.Context, pod *corev1.Pod, trigger str
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.Settings.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout})
+	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.Settings.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout, Observer: metrics.EvaluationObserver{}})
 	metrics.LastEvaluation.SetToCurrentTime()
 	for _, res := range d.Results {
 		metrics.Evaluations.WithLabelValues(trigger, res.Result).Inc()

@@ -208,6 +208,12 @@ func (d document) errorf(format string, args ...any) error {
 	return badInput("%s: document %d: %s", d.file, d.index, fmt.Sprintf(format, args...))
 }
 
+// evaluationWorkers evaluate CUE and Rego bodies, as in the controller, so
+// that a resource that makes a policy explode gets an `error` result (and
+// exit 1) instead of crashing `vigil test`. They start only if a decision
+// needs CUE or Rego, and stop with the process.
+var evaluationWorkers = policy.NewWorkerPool(policy.WorkerPoolOptions{})
+
 func loadPolicies(paths []string) (*policy.Set, error) {
 	docs, err := readDocuments(paths)
 	if err != nil {
@@ -224,7 +230,7 @@ func loadPolicies(paths []string) (*policy.Set, error) {
 			return nil, d.errorf("ClusterImagePolicy %q is also defined in %s, document %d", cip.Name, prev.file, prev.index)
 		}
 		seen[cip.Name] = d
-		p, err := policy.Compile(cip)
+		p, err := policy.Compiler{Workers: evaluationWorkers}.Compile(cip)
 		if err != nil {
 			return nil, d.errorf("ClusterImagePolicy %q is invalid: %v", cip.Name, err)
 		}

@@ -77,7 +77,7 @@ func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) a
 	if err := v.waitSynced(ctx); err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, err)
 	}
-	d := v.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: v.NoMatch.NoMatchPolicy(), PolicyTimeout: v.PolicyTimeout})
+	d := v.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: v.NoMatch.NoMatchPolicy(), PolicyTimeout: v.PolicyTimeout, Observer: metrics.EvaluationObserver{}})
 	for _, r := range d.Results {
 		metrics.Evaluations.WithLabelValues(metrics.TriggerAdmission, r.Result).Inc()
 	}

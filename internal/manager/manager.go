@@ -216,7 +216,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	m := &Manager{
 		Manager:       mgr,
 		CertsReady:    make(chan struct{}),
-		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace}),
+		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace, Workers: policy.NewWorkerPool(policy.WorkerPoolOptions{})}),
 		Settings:      settings.New(opts.NoMatchPolicy),
 		PolicyTimeout: opts.PolicyTimeout,
 		ReportAPI:     api,

@@ -7,6 +7,7 @@ package metrics
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -99,6 +100,26 @@ var (
 		Help: "Unix time of the last evaluation of a running pod by the verify path (admission does not count, so a stuck verify path shows).",
 	})
 )
+
+// EvaluationObserver records policy evaluation times in
+// vigil_evaluation_duration_seconds; pass it as policy.Options.Observer.
+type EvaluationObserver struct{}
+
+// evaluationTypes are the observers of the known policy types, resolved
+// once: a decision observes each of its policies.
+var evaluationTypes = map[string]prometheus.Observer{
+	"cue":    EvaluationDuration.WithLabelValues("cue"),
+	"rego":   EvaluationDuration.WithLabelValues("rego"),
+	"static": EvaluationDuration.WithLabelValues("static"),
+}
+
+// ObserveEvaluation records d for policyType (cue, rego or static; other
+// values are not recorded, so that the label stays bounded).
+func (EvaluationObserver) ObserveEvaluation(policyType string, d time.Duration) {
+	if o, ok := evaluationTypes[policyType]; ok {
+		o.Observe(d.Seconds())
+	}
+}
 
 // The per-pod metrics are registered once, with or without the namespace
 // label: a registry never accepts one name with two label sets.

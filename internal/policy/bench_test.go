@@ -411,3 +411,62 @@ func BenchmarkDecision(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(mix)), "ns/pod")
 	})
 }
+
+// BenchmarkDecisionWorkers runs benchmark 1's decisions side by side
+// evaluated in-process (as before issue 14) and in a WorkerPool (as the
+// webhook and the reconcilers now do), with the webhook's policy timeout.
+// The seed policy's decisions are native, cold or cached, so they never
+// reach a worker; seed-cue is the same policy without its native check
+// (every cold decision is a CUE evaluation), and set5 mixes native, CUE and
+// Rego policies.
+func BenchmarkDecisionWorkers(b *testing.B) {
+	f := loadBenchFixture(b)
+	pool := NewWorkerPool(WorkerPoolOptions{})
+	b.Cleanup(pool.Close)
+	opts := Options{PolicyTimeout: DefaultPolicyTimeout}
+	for _, tc := range []struct {
+		name   string
+		cached bool
+		native bool
+		cips   []*v1beta1.ClusterImagePolicy
+		pod    benchPod
+	}{
+		{"seed/cold/fail", false, true, []*v1beta1.ClusterImagePolicy{f.seed}, f.seedFail},
+		{"seed/cold/replica", false, true, []*v1beta1.ClusterImagePolicy{f.seed}, f.realFail},
+		{"seed/cached/replica", true, true, []*v1beta1.ClusterImagePolicy{f.seed}, f.realFail},
+		{"seed-cue/cold/fail", false, false, []*v1beta1.ClusterImagePolicy{f.seed}, f.seedFail},
+		{"seed-cue/cold/pass", false, false, []*v1beta1.ClusterImagePolicy{f.seed}, f.seedPass},
+		{"set5/cold/replica", false, true, f.set5, f.realFail},
+		{"set5/cached/replica", true, true, f.set5, f.realFail},
+	} {
+		for _, where := range []string{"in-process", "workers"} {
+			b.Run(where+"/"+tc.name, func(b *testing.B) {
+				c := Compiler{}
+				if where == "workers" {
+					c.Workers = pool
+				}
+				var ps []*CompiledPolicy
+				for _, cip := range tc.cips {
+					p, err := c.Compile(cip)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !tc.cached {
+						p.cache = nil
+					}
+					if e, ok := p.body.(*cueEvaluator); ok && !tc.native {
+						e.native = nil
+					}
+					ps = append(ps, p)
+				}
+				set := NewSet(ps, nil)
+				ctx := context.Background()
+				set.Decide(ctx, tc.pod.obj, opts) // fill the cache; start and load the workers
+				b.ReportAllocs()
+				for b.Loop() {
+					set.Decide(ctx, tc.pod.obj, opts)
+				}
+			})
+		}
+	}
+}

@@ -6,16 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
-	"github.com/vigil-dev/vigil/internal/metrics"
 )
 
 // ReasonBodyUnavailable: the policy body (configMapRef or remote) could not be
@@ -71,6 +67,14 @@ type Compiler struct {
 	// CompileMemoryLimit bounds the memory of the sandbox, in bytes. Zero
 	// means DefaultCompileMemoryLimit; a negative value means no bound.
 	CompileMemoryLimit int64
+	// Workers, when set, evaluates the CUE and Rego bodies of the policies
+	// compiled by this Compiler in its worker processes, each bounded in
+	// memory and killed at the evaluation's deadline, whenever neither the
+	// result cache nor a native check decides (see worker.go). Nil
+	// evaluates in this process: bounded in time only, a CUE evaluation
+	// past its deadline is abandoned and runs on, and a policy that
+	// explodes for one object's shape can crash the process.
+	Workers *WorkerPool
 }
 
 // Compile validates and compiles a policy with the zero Compiler.
@@ -104,14 +108,16 @@ type CompiledPolicy struct {
 	matches     map[string]any
 	matchesJSON []byte
 	authErrs    []string
+	authReason  string // authErrs joined, as messages give them
 	authErrored bool
 	// cache holds body results by input hash.
 	cache *resultCache
-	// observer of vigil_evaluation_duration_seconds for the policy's type.
-	observer prometheus.Observer
-	// overrunning counts CUE evaluations abandoned at their time limit and
-	// still running; see evaluateWithin.
-	overrunning atomic.Int32
+	// typ is the body's type for Observer: cue, rego or static.
+	typ string
+	// workers evaluate the body when set; see Compiler.Workers.
+	workers *WorkerPool
+	// source identifies the body to the workers.
+	source workerSource
 }
 
 // authority is a defaulted authority reduced to what evaluation needs.
@@ -154,8 +160,22 @@ func (m *matcher) appliesTo(o *Object) bool {
 	return false
 }
 
-func (m *matcher) matchesImage(img *parsedImage) bool {
-	return m.all || m.globs.matches(img.qualified, img.Image)
+// matchImages appends to matched the images the policy covers; ok is false
+// when the budget ran out first (50,000 globs and 5,000 images are 2.5e8
+// matches).
+func (m *matcher) matchImages(images []*parsedImage, b *budget, matched []*parsedImage) (_ []*parsedImage, ok bool) {
+	for _, img := range images {
+		hit := m.all
+		if !hit {
+			if hit, ok = m.globs.matches(img.qualified, img.Image, b); !ok {
+				return matched, false
+			}
+		}
+		if hit {
+			matched = append(matched, img)
+		}
+	}
+	return matched, true
 }
 
 // Compile validates cip with policy-controller's rules, applies its defaults
@@ -185,6 +205,7 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		p.authorities = append(p.authorities, authority{name: a.Name, static: a.Static})
 	}
 	p.passed, p.authErrs, p.authErrored = p.authorityOutcome()
+	p.authReason = strings.Join(p.authErrs, " ")
 	p.matches = make(map[string]any, len(p.passed))
 	for _, n := range p.passed {
 		p.matches[n] = map[string]any{"static": true}
@@ -197,12 +218,14 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		p.includeSpec = isTrue(pol.IncludeSpec)
 		p.includeMeta = isTrue(pol.IncludeObjectMeta)
 		p.includeType = isTrue(pol.IncludeTypeMeta)
-		if p.body, err = c.compileBody(cip.Name, "spec.policy", pol); err != nil {
+		var data string
+		if p.body, data, err = c.compileBody(cip.Name, "spec.policy", pol); err != nil {
 			return nil, err
 		}
 		p.proj = p.body.projection()
+		p.workers, p.source = c.Workers, newWorkerSource(pol.Type, data)
 	}
-	p.observer = metrics.EvaluationDuration.WithLabelValues(p.metricType())
+	p.typ = p.bodyTypeLabel()
 	return p, nil
 }
 
@@ -224,15 +247,16 @@ func (c Compiler) compileAttestationPolicies(cipName string, spec *v1beta1.Clust
 	return nil
 }
 
-func (c Compiler) compileBody(cipName, field string, pol *v1beta1.Policy) (evaluator, error) {
-	data := pol.Data
+// compileBody compiles the CIP-level body; data is its source.
+func (c Compiler) compileBody(cipName, field string, pol *v1beta1.Policy) (ev evaluator, data string, err error) {
+	data = pol.Data
 	if data == "" {
 		source, sourceField := "configMapRef", child(field, "configMapRef")
 		if pol.Remote != nil {
 			source, sourceField = "remote", child(field, "remote")
 		}
 		if c.Resolver == nil {
-			return nil, &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
+			return nil, "", &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
 				Message: fmt.Sprintf("%s: policy body from %s is not available offline", sourceField, source)}
 		}
 		body, err := c.Resolver.ResolvePolicyBody(cipName, pol)
@@ -240,13 +264,14 @@ func (c Compiler) compileBody(cipName, field string, pol *v1beta1.Policy) (evalu
 			err = checkSHA256(body, pol.Remote.Sha256sum)
 		}
 		if err != nil {
-			return nil, &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
+			return nil, "", &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
 				Message: fmt.Sprintf("%s: %v", sourceField, err)}
 		}
 		data = body
 	}
 	probe := &sandboxProbe{IncludeSpec: isTrue(pol.IncludeSpec), IncludeObjectMeta: isTrue(pol.IncludeObjectMeta), IncludeTypeMeta: isTrue(pol.IncludeTypeMeta)}
-	return c.compileInline(cipName, field, pol.Type, data, probe)
+	ev, err = c.compileInline(cipName, field, pol.Type, data, probe)
+	return ev, data, err
 }
 
 func checkSHA256(body, want string) error {
@@ -274,18 +299,19 @@ func (c Compiler) compileInline(cipName, field, typ, data string, probe *sandbox
 			return nil, compileError(cipName, field, typ, err, errors.As(err, &limit) && limit.transient)
 		}
 	}
-	ev, err := compileSource(typ, data)
+	ev, err := compileSource(typ, data, true)
 	if err != nil {
 		return nil, compileError(cipName, field, typ, err, false)
 	}
 	return ev, nil
 }
 
-// compileSource compiles a CUE or Rego body in-process, without bounds.
-func compileSource(typ, data string) (evaluator, error) {
+// compileSource compiles a CUE or Rego body in-process, without bounds;
+// withNative: see compileCUE.
+func compileSource(typ, data string, withNative bool) (evaluator, error) {
 	switch typ {
 	case v1beta1.PolicyTypeCUE:
-		e, err := compileCUE(data)
+		e, err := compileCUE(data, withNative)
 		if err != nil {
 			return nil, err
 		}

@@ -70,14 +70,18 @@ type bodyResult struct {
 	// object (Rego's custom messages).
 	findings []finding
 	// cueErrs are CUE's errors, one per path, which are explained against
-	// each object's own document (container names and images).
+	// each object's own document (container names and images); omitted
+	// counts those left out past maxBodyFindings.
 	cueErrs []cueErrorAt
+	omitted int
 	// native: decided by a native check, which keeps nothing of the input.
 	native bool
 }
 
 type evaluator interface {
 	evaluate(ctx context.Context, in evalInput) bodyResult
+	// evaluateFully is evaluate without a native check.
+	evaluateFully(ctx context.Context, in evalInput) bodyResult
 	// projection is what the policy reads of its input; nil: all of it.
 	projection() *projection
 }
@@ -120,7 +124,9 @@ type cueInstance struct {
 // every label it sees, so it is replaced now and then to keep memory flat.
 const cueInstanceUses = 10000
 
-func compileCUE(src string) (*cueEvaluator, error) {
+// compileCUE compiles a CUE policy; withNative also builds (and probes) its
+// native check, which an evaluation worker does without.
+func compileCUE(src string, withNative bool) (*cueEvaluator, error) {
 	e := &cueEvaluator{src: src, free: make(chan *cueInstance, runtime.GOMAXPROCS(0))}
 	if proj, top, ok := cueProjection(src); ok {
 		e.proj, e.topFields = proj, top
@@ -136,7 +142,7 @@ func compileCUE(src string) (*cueEvaluator, error) {
 	}
 	// A native check of more leaves than maxNativeLeaves is not probed, so
 	// it is not built either: looking up each of n fields costs CUE n.
-	if e.proj != nil && e.proj.leaves(maxNativeLeaves+1) <= maxNativeLeaves {
+	if withNative && e.proj != nil && e.proj.leaves(maxNativeLeaves+1) <= maxNativeLeaves {
 		if n, ok := buildNative(inst.policy, e.proj); ok && n.probeNative(func(doc []byte) error {
 			return inst.policy.Unify(inst.ctx.CompileBytes(doc)).Validate()
 		}) {
@@ -183,21 +189,43 @@ func (e *cueEvaluator) put(inst *cueInstance) {
 // exactly as policy-controller (cosign's evaluateCue) does: missing fields
 // and non-concrete values pass, conflicts fail.
 func (e *cueEvaluator) evaluate(_ context.Context, in evalInput) (res bodyResult) {
-	const prefix = "failed evaluating cue policy for ClusterImagePolicy: "
-	if e.native != nil && in.projected && !e.reference {
-		if err, ok := e.native.evaluate(in); ok {
-			if err == nil {
-				return bodyResult{native: true}
-			}
-			// Every error of a native failure has the path of the first.
-			first := cueerrors.Errors(err)[0]
-			return bodyResult{
-				err:     fmt.Errorf(prefix+"failed to evaluate the policy with error: %w", err),
-				cueErrs: []cueErrorAt{{path: unquotePath(first.Path()), err: first}},
-				native:  true,
-			}
-		}
+	if r, ok := e.evaluateNative(in); ok {
+		return r
 	}
+	return e.evaluateCUE(in)
+}
+
+const cuePrefix = "failed evaluating cue policy for ClusterImagePolicy: "
+
+// evaluateNative decides the input with the native check, when the policy
+// has one and it knows the answer (ok).
+func (e *cueEvaluator) evaluateNative(in evalInput) (bodyResult, bool) {
+	if e.native == nil || !in.projected || e.reference {
+		return bodyResult{}, false
+	}
+	err, ok := e.native.evaluate(in)
+	if !ok {
+		return bodyResult{}, false
+	}
+	if err == nil {
+		return bodyResult{native: true}, true
+	}
+	// Every error of a native failure has the path of the first.
+	first := cueerrors.Errors(err)[0]
+	return bodyResult{
+		err:     fmt.Errorf(cuePrefix+"failed to evaluate the policy with error: %w", err),
+		cueErrs: []cueErrorAt{newCUEErrorAt(first)},
+		native:  true,
+	}, true
+}
+
+func (e *cueEvaluator) evaluateFully(_ context.Context, in evalInput) bodyResult {
+	return e.evaluateCUE(in)
+}
+
+// evaluateCUE evaluates the input with CUE.
+func (e *cueEvaluator) evaluateCUE(in evalInput) (res bodyResult) {
+	const prefix = cuePrefix
 	inst, err := e.get()
 	if err != nil {
 		return bodyResult{err: fmt.Errorf(prefix+"failed to compile the cue policy with error: %w", err), errored: true}
@@ -229,10 +257,9 @@ func (e *cueEvaluator) evaluate(_ context.Context, in evalInput) (res bodyResult
 		return bodyResult{err: fmt.Errorf(prefix+"failed to compile the attestation data with error: %w", dataErr), errored: true}
 	}
 	if err != nil {
-		return bodyResult{
-			err:     fmt.Errorf(prefix+"failed to evaluate the policy with error: %w", err),
-			cueErrs: cueErrorsByPath(err),
-		}
+		r := bodyResult{err: fmt.Errorf(prefix+"failed to evaluate the policy with error: %w", err)}
+		r.cueErrs, r.omitted = cueErrorsByPath(err)
+		return r
 	}
 	return bodyResult{}
 }

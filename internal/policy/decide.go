@@ -55,10 +55,20 @@ type Options struct {
 	// NoMatchPolicy for images no policy covers; empty or unknown means deny,
 	// as in policy-controller.
 	NoMatchPolicy NoMatchPolicy
-	// PolicyTimeout bounds the evaluation of one policy's CUE or Rego for
-	// one object; past it the policy's result is error (a denial in enforce
-	// mode). Zero means no bound.
+	// PolicyTimeout bounds the judgement of one object by one policy (its
+	// image globs and its CUE or Rego); past it the policy's result is
+	// error (a denial in enforce mode). Zero means no bound but ctx's.
 	PolicyTimeout time.Duration
+	// Observer is told how long each policy took; nil: nobody is.
+	Observer Observer
+}
+
+// Observer is told the time one policy took to judge one object, by the
+// type of its body: "cue", "rego" or "static" (no body). It must be safe
+// for concurrent use. internal/metrics has one that feeds
+// vigil_evaluation_duration_seconds.
+type Observer interface {
+	ObserveEvaluation(policyType string, d time.Duration)
 }
 
 // Result is the outcome of one policy for one object.
@@ -158,13 +168,15 @@ type parsedImage struct {
 	// qualified is the name globs match: fully qualified, tag dropped.
 	qualified string
 	parseErr  error
+	// at is the image's index in the object's images.
+	at int
 }
 
 func parseImages(imgs []containerImage) []*parsedImage {
 	out := make([]*parsedImage, len(imgs))
 	for i, img := range imgs {
 		ref := parseImageRef(img.Image)
-		out[i] = &parsedImage{containerImage: img, qualified: ref.qualified, parseErr: ref.err}
+		out[i] = &parsedImage{containerImage: img, qualified: ref.qualified, parseErr: ref.err, at: i}
 	}
 	return out
 }
@@ -242,7 +254,6 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 	}
 	covered = covered[:len(images)]
 	in := newInputBuilder(obj)
-	in.timeout = opts.PolicyTimeout
 	var all fieldErrors
 	var results []Result
 	// When the errors come from one result, the denial is its message.
@@ -253,26 +264,35 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 		if !m.appliesTo(obj) {
 			continue
 		}
-		matched := matchedBuf[:0]
-		for i, img := range images {
-			if m.matchesImage(img) {
-				matched = append(matched, img)
-				covered[i] = true
-			}
+		start := time.Now()
+		b := budget{ctx: ctx, timeout: opts.PolicyTimeout}
+		if opts.PolicyTimeout > 0 {
+			b.deadline = start.Add(opts.PolicyTimeout)
 		}
-		if len(matched) == 0 {
-			continue
-		}
+		matched, ok := m.matchImages(images, &b, matchedBuf[:0])
 		var r Result
 		var errs fieldErrors
-		if e.compiled != nil {
-			start := time.Now()
-			r, errs = e.compiled.judge(ctx, obj, matched, in)
-			if o := e.compiled.observer; o != nil {
-				o.Observe(time.Since(start).Seconds())
+		switch {
+		case !ok:
+			// Fail closed: the policy may cover any of the images.
+			for i := range covered {
+				covered[i] = true
 			}
-		} else {
-			r, errs = e.broken.judge(obj, matched)
+			r, errs = e.unmatched(obj, images, &b)
+		case len(matched) == 0:
+			continue
+		default:
+			for _, img := range matched {
+				covered[img.at] = true
+			}
+			if e.compiled != nil {
+				r, errs = e.compiled.judge(&b, obj, matched, in)
+			} else {
+				r, errs = e.broken.judge(obj, matched)
+			}
+		}
+		if e.compiled != nil && opts.Observer != nil {
+			opts.Observer.ObserveEvaluation(e.compiled.typ, time.Since(start))
 		}
 		results = append(results, r)
 		all = append(all, errs...)
@@ -308,6 +328,78 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 	}
 }
 
+// budget is the time one policy may take to judge one object: the caller's
+// context and, with Options.PolicyTimeout, a deadline of the policy's own.
+// Loops over images and globs check it, so that no part of a decision
+// outlives it.
+type budget struct {
+	ctx      context.Context
+	timeout  time.Duration
+	deadline time.Time // zero: none but ctx's
+	steps    int
+}
+
+// spent reports whether the budget is spent, looking at the clock every
+// 256th call only.
+func (b *budget) spent() bool {
+	b.steps++
+	if b.steps&255 != 0 {
+		return false
+	}
+	return b.expired()
+}
+
+func (b *budget) expired() bool {
+	return b.ctx.Err() != nil || (!b.deadline.IsZero() && !time.Now().Before(b.deadline))
+}
+
+// evalContext is the context of the policy body's evaluation.
+func (b *budget) evalContext() (context.Context, context.CancelFunc) {
+	if b.deadline.IsZero() {
+		return context.WithCancel(b.ctx)
+	}
+	return context.WithDeadline(b.ctx, b.deadline)
+}
+
+// limit names what ran out: the policy's limit, or the caller's deadline.
+func (b *budget) limit() string {
+	if b.timeout > 0 && (b.ctx.Err() == nil || !time.Now().Before(b.deadline)) {
+		return "its limit of " + b.timeout.String()
+	}
+	return "the deadline of the request"
+}
+
+// unmatched is the error result of a policy whose image globs could not all
+// be matched within the budget: it may cover any image, so it fails closed.
+func (e setEntry) unmatched(obj *Object, images []*parsedImage, b *budget) (Result, fieldErrors) {
+	name, mode, gen := e.name(), e.mode(), e.generation()
+	reason := fmt.Sprintf("the policy's %d image globs could not be matched against the %d images within %s",
+		len(e.matcherFor().globs), len(images), b.limit())
+	errs := make(fieldErrors, 0, len(images))
+	for _, img := range images {
+		errs = append(errs, fieldError{Message: "failed policy: " + name, Paths: []string{img.Path},
+			Details: img.Image, Reason: reason, Level: modeLevel(mode)})
+	}
+	return Result{
+		Policy: name, Mode: mode, Generation: gen, Result: ResultError, Message: errs.Error(),
+		Explanation: fmt.Sprintf("%s cannot be judged by %s: %s", obj.subject(), name, reason),
+	}, errs
+}
+
+func (e setEntry) mode() string {
+	if e.compiled != nil {
+		return e.compiled.Mode
+	}
+	return e.broken.Mode
+}
+
+func (e setEntry) generation() int64 {
+	if e.compiled != nil {
+		return e.compiled.Generation
+	}
+	return e.broken.Generation
+}
+
 func (e setEntry) matcherFor() *matcher {
 	if e.compiled != nil {
 		return &e.compiled.matcher
@@ -315,50 +407,51 @@ func (e setEntry) matcherFor() *matcher {
 	return &e.broken.matcher
 }
 
-// judge evaluates a compiled policy for the images it matched.
-func (p *CompiledPolicy) judge(ctx context.Context, obj *Object, images []*parsedImage, in *inputBuilder) (Result, fieldErrors) {
+// judge evaluates a compiled policy for the images it matched. The body's
+// input is the same for every image: it is evaluated once, and its
+// findings are collected once.
+func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in *inputBuilder) (Result, fieldErrors) {
 	lvl := modeLevel(p.Mode)
 	worst := verdictPass
 	var errs fieldErrors
 	var findings []finding
-	passed, authErrs, authErrored := p.passed, p.authErrs, p.authErrored
-	var body bodyResult // the same input for every image: evaluate once
-	evaluated := false
+	var body bodyResult
+	var bodyReason string
+	evaluated, bodyExplained := false, false
 	for _, img := range images {
-		v, msgs, fs := verdictPass, []string(nil), []finding(nil)
+		v, reason, fs := verdictPass, "", []finding(nil)
 		switch {
 		case img.parseErr != nil:
-			v, msgs = verdictError, []string{"could not parse reference: " + img.Image}
+			v, reason = verdictError, "could not parse reference: "+img.Image
 			fs = []finding{{where: img.where(), phrase: "the image reference cannot be parsed: " + img.parseErr.Error(), custom: true}}
 		case len(p.authorities) == 0:
-			v, msgs = verdictFail, []string{"policy has no authorities, so no image can satisfy it"}
+			v, reason = verdictFail, "policy has no authorities, so no image can satisfy it"
 			fs = []finding{{where: img.where(), phrase: "the policy has no authorities, so no image can satisfy it", custom: true}}
-		case len(passed) == 0:
-			v, msgs = verdictFail, authErrs
-			if authErrored {
+		case len(p.passed) == 0:
+			v, reason = verdictFail, p.authReason
+			if p.authErrored {
 				v = verdictError
 			}
 			fs = p.authorityFindings(img)
 		case p.body != nil:
 			if !evaluated {
-				input := in.build(p)
-				var read bool
-				body, read = p.evalBody(ctx, input, in.timeout)
-				if len(body.cueErrs) > 0 {
-					body.findings = cueFindings(body.cueErrs, input)
-				}
-				if !read {
-					input.release()
+				body = p.evaluateBody(b, in)
+				if body.err != nil {
+					bodyReason = body.err.Error()
 				}
 				evaluated = true
 			}
 			if body.err != nil {
-				v, msgs, fs = verdictFail, []string{body.err.Error()}, body.findings
+				v, reason = verdictFail, bodyReason
 				if body.errored {
 					v = verdictError
 				}
-				if len(fs) == 0 {
-					fs = []finding{{phrase: fmt.Sprintf("its %s policy is not satisfied", p.bodyType()), custom: true}}
+				if !bodyExplained {
+					bodyExplained = true
+					fs = body.findings
+					if len(fs) == 0 {
+						fs = []finding{{phrase: p.bodyPhrase(body), custom: true}}
+					}
 				}
 			}
 		}
@@ -370,7 +463,8 @@ func (p *CompiledPolicy) judge(ctx context.Context, obj *Object, images []*parse
 		errs = append(errs, fieldError{
 			Message: "failed policy: " + p.Name,
 			Paths:   []string{img.Path},
-			Details: strings.Join(append([]string{img.Image}, msgs...), " "),
+			Details: img.Image,
+			Reason:  reason,
 			Level:   lvl,
 		})
 	}
@@ -380,12 +474,26 @@ func (p *CompiledPolicy) judge(ctx context.Context, obj *Object, images []*parse
 		return r, nil
 	}
 	r.Message = errs.Error()
-	r.Explanation = explainFindings(findings, in.subject(), p.Name)
+	r.Explanation = explainFindings(findings, body.omitted, in.subject(), p.Name)
 	return r, errs
 }
 
-// metricType is the type label of vigil_evaluation_duration_seconds.
-func (p *CompiledPolicy) metricType() string {
+// evaluateBody evaluates the policy's body for the object, within b; CUE's
+// errors are explained against the object's own input.
+func (p *CompiledPolicy) evaluateBody(b *budget, in *inputBuilder) bodyResult {
+	input := in.build(p)
+	body, read := p.evalBody(b, input)
+	if len(body.cueErrs) > 0 {
+		body.findings = cueFindings(body.cueErrs, input)
+	}
+	if !read {
+		input.release()
+	}
+	return body
+}
+
+// bodyTypeLabel is the policy's type for Observer: cue, rego or static.
+func (p *CompiledPolicy) bodyTypeLabel() string {
 	switch p.body.(type) {
 	case nil:
 		return "static"
@@ -394,6 +502,15 @@ func (p *CompiledPolicy) metricType() string {
 	default:
 		return "cue"
 	}
+}
+
+// bodyPhrase words a body result that has no findings of its own.
+func (p *CompiledPolicy) bodyPhrase(body bodyResult) string {
+	if !body.errored {
+		return fmt.Sprintf("its %s policy is not satisfied", p.bodyType())
+	}
+	_, why, _ := strings.Cut(body.err.Error(), "for ClusterImagePolicy: ")
+	return fmt.Sprintf("its %s policy could not be evaluated: %s", p.bodyType(), why)
 }
 
 func (p *CompiledPolicy) bodyType() string {
@@ -441,12 +558,14 @@ func (p *CompiledPolicy) authorityFindings(img *parsedImage) []finding {
 // judge gives an error result for every image a broken policy matches.
 func (b *BrokenPolicy) judge(obj *Object, images []*parsedImage) (Result, fieldErrors) {
 	reason := strings.ReplaceAll(b.Err.Error(), "\n", " ")
-	var errs fieldErrors
+	notReady := "policy is not ready: " + reason
+	errs := make(fieldErrors, 0, len(images))
 	for _, img := range images {
 		errs = append(errs, fieldError{
 			Message: "failed policy: " + b.Name,
 			Paths:   []string{img.Path},
-			Details: img.Image + " policy is not ready: " + reason,
+			Details: img.Image,
+			Reason:  notReady,
 			Level:   modeLevel(b.Mode),
 		})
 	}
@@ -458,22 +577,15 @@ func (b *BrokenPolicy) judge(obj *Object, images []*parsedImage) (Result, fieldE
 }
 
 func noMatch(images []*parsedImage, policy NoMatchPolicy) (Result, fieldErrors) {
-	var errs fieldErrors
-	var wheres []string
+	errs := make(fieldErrors, 0, len(images))
 	for _, img := range images {
 		errs = append(errs, fieldError{Message: "no matching policies", Paths: []string{img.Path}, Details: img.Image})
-		wheres = append(wheres, img.where())
-	}
-	verb := " is"
-	if len(wheres) > 1 {
-		wheres = []string{strings.Join(wheres[:len(wheres)-1], ", ") + " and " + wheres[len(wheres)-1]}
-		verb = " are"
 	}
 	r := Result{
 		Policy:      NoMatchingPolicies,
 		Result:      ResultFail,
 		Message:     errs.Error(),
-		Explanation: wheres[0] + verb + " not covered by any ClusterImagePolicy",
+		Explanation: uncoveredSentence(images),
 	}
 	switch policy {
 	case NoMatchAllow:
@@ -486,6 +598,24 @@ func noMatch(images []*parsedImage, policy NoMatchPolicy) (Result, fieldErrors) 
 		}
 	}
 	return r, errs
+}
+
+// uncoveredSentence says which images no policy covers: "A is", "A and B
+// are", "A, B and C are", and past maxFindings "A, B, C and N more are".
+func uncoveredSentence(images []*parsedImage) string {
+	const tail = " not covered by any ClusterImagePolicy"
+	if len(images) == 1 {
+		return images[0].where() + " is" + tail
+	}
+	shown := images[:min(len(images), maxFindings)]
+	wheres := make([]string, len(shown))
+	for i, img := range shown {
+		wheres[i] = img.where()
+	}
+	if more := len(images) - len(shown); more > 0 {
+		return strings.Join(wheres, ", ") + fmt.Sprintf(" and %d more are", more) + tail
+	}
+	return strings.Join(wheres[:len(wheres)-1], ", ") + " and " + wheres[len(wheres)-1] + " are" + tail
 }
 
 func modeLevel(mode string) level {

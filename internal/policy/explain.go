@@ -37,17 +37,25 @@ func (f finding) sentence(subject, policyName string) string {
 // maxFindings bounds an explanation; the message has the full detail.
 const maxFindings = 3
 
-func explainFindings(fs []finding, subject, policyName string) string {
+// explainFindings words the distinct findings, the first maxFindings of
+// them, then "and N more" for the others and for omitted, findings left
+// out before (see maxBodyFindings). It takes time linear in len(fs).
+func explainFindings(fs []finding, omitted int, subject, policyName string) string {
 	var out []string
+	seen := make(map[string]struct{}, min(len(fs), 64))
+	distinct := 0
 	for _, f := range fs {
 		s := f.sentence(subject, policyName)
-		if !slices.Contains(out, s) {
+		if _, dup := seen[s]; dup {
+			continue
+		}
+		seen[s] = struct{}{}
+		if distinct++; distinct <= maxFindings {
 			out = append(out, s)
 		}
 	}
-	if len(out) > maxFindings {
-		more := len(out) - maxFindings
-		out = append(out[:maxFindings], fmt.Sprintf("and %d more", more))
+	if more := distinct - len(out) + omitted; more > 0 {
+		out = append(out, fmt.Sprintf("and %d more", more))
 	}
 	return strings.Join(out, "; ")
 }
@@ -58,15 +66,32 @@ var containerNouns = map[string]string{
 	"ephemeralContainers": "ephemeral container",
 }
 
-// cueErrorAt is a CUE error and its path, unquoted.
+// cueErrorAt is a CUE error reduced to what explanations use: its path,
+// unquoted, its text without the path and, for "conflicting values A and
+// B", A and B as CUE prints them. It is plain data, so that an evaluation
+// worker can send it (see worker.go).
 type cueErrorAt struct {
-	path []string
-	err  cueerrors.Error
+	Path     []string `json:"path"`
+	Message  string   `json:"message"`
+	Conflict []string `json:"conflict,omitempty"`
 }
 
-// cueErrorsByPath lists the first CUE error of each path.
-func cueErrorsByPath(err error) []cueErrorAt {
-	var out []cueErrorAt
+func newCUEErrorAt(e cueerrors.Error) cueErrorAt {
+	c := cueErrorAt{Path: unquotePath(e.Path()), Message: cueMessage(e)}
+	if format, args := e.Msg(); strings.HasPrefix(format, "conflicting values") && len(args) == 2 {
+		c.Conflict = []string{fmt.Sprint(args[0]), fmt.Sprint(args[1])}
+	}
+	return c
+}
+
+// maxBodyFindings bounds the CUE errors a body result keeps for
+// explanations (which show maxFindings of them): an object of 10,000
+// failing containers has 10,000 errors, and results are cached.
+const maxBodyFindings = 64
+
+// cueErrorsByPath lists the first CUE error of each path, at most
+// maxBodyFindings of them; omitted counts the other paths.
+func cueErrorsByPath(err error) (out []cueErrorAt, omitted int) {
 	seen := map[string]bool{}
 	for _, e := range cueerrors.Errors(err) {
 		path := unquotePath(e.Path())
@@ -75,9 +100,13 @@ func cueErrorsByPath(err error) []cueErrorAt {
 			continue
 		}
 		seen[key] = true
-		out = append(out, cueErrorAt{path: path, err: e})
+		if len(out) == maxBodyFindings {
+			omitted++
+			continue
+		}
+		out = append(out, newCUEErrorAt(e))
 	}
-	return out
+	return out, omitted
 }
 
 // cueFindings explains CUE validation errors: each error path is located in
@@ -87,7 +116,7 @@ func cueFindings(errs []cueErrorAt, in evalInput) []finding {
 	doc := in.document()
 	out := make([]finding, 0, len(errs))
 	for _, e := range errs {
-		out = append(out, cueFinding(e.err, e.path, doc, in.podSpec))
+		out = append(out, cueFinding(e, doc, in.podSpec))
 	}
 	return out
 }
@@ -104,8 +133,9 @@ func unquotePath(path []string) []string {
 	return out
 }
 
-func cueFinding(e cueerrors.Error, path []string, doc map[string]any, podSpec []string) finding {
+func cueFinding(e cueErrorAt, doc map[string]any, podSpec []string) finding {
 	var f finding
+	path := e.Path
 	field := path
 	podLevel := false
 	if rel, ok := cutPrefix(path, podSpec); ok {
@@ -127,7 +157,7 @@ func cueFinding(e cueerrors.Error, path []string, doc map[string]any, podSpec []
 	// The custom-message idiom: `if cond { name: "message" }` conflicts with
 	// the container's real name; the message is the other value.
 	if f.where != "" && slices.Equal(field, []string{"name"}) {
-		if msg, ok := conflictingOther(e, value); ok {
+		if msg, ok := conflictingOther(e.Conflict, value); ok {
 			f.phrase, f.custom = msg, true
 			return f
 		}
@@ -139,9 +169,9 @@ func cueFinding(e cueerrors.Error, path []string, doc map[string]any, podSpec []
 	fieldName := strings.Join(field, ".")
 	switch {
 	case len(field) == 0:
-		f.phrase, f.custom = cueMessage(e), true
+		f.phrase, f.custom = e.Message, true
 	case !found:
-		f.phrase, f.custom = fieldName+": "+cueMessage(e), true
+		f.phrase, f.custom = fieldName+": "+e.Message, true
 	case isScalar(value):
 		f.phrase = fmt.Sprintf(": %s is %s", fieldName, jsonText(value))
 	default:
@@ -156,16 +186,15 @@ func cueMessage(e cueerrors.Error) string {
 	return strings.TrimSuffix(fmt.Sprintf(format, args...), ":")
 }
 
-// conflictingOther returns, for a "conflicting values A and B" error, the
-// string that is not actual.
-func conflictingOther(e cueerrors.Error, actual any) (string, bool) {
-	format, args := e.Msg()
-	if !strings.HasPrefix(format, "conflicting values") || len(args) != 2 {
+// conflictingOther returns, of the two values of a "conflicting values A
+// and B" error, the string that is not actual.
+func conflictingOther(conflict []string, actual any) (string, bool) {
+	if len(conflict) != 2 {
 		return "", false
 	}
 	actualText, _ := actual.(string)
-	for _, a := range args {
-		s, err := strconv.Unquote(fmt.Sprint(a))
+	for _, a := range conflict {
+		s, err := strconv.Unquote(a)
 		if err == nil && s != actualText {
 			return s, true
 		}

@@ -6,9 +6,11 @@ package policy_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -98,6 +100,14 @@ func FuzzDecide(f *testing.F) {
 	}
 	f.Add([]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"h"},"spec":{"hostNetwork":true,"containers":[{"name":"c","image":"registry.test/x"}]}}`), uint8(1))
 	f.Add([]byte(`{"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"c","image":"x","securityContext":{"privileged":true}}]}}`), uint8(3))
+	// Many containers (issue 14): one image adding NET_ADMIN, and distinct
+	// images, some privileged.
+	f.Add(manyContainers(200, func(i int) string {
+		return fmt.Sprintf(`{"name":"c%d","image":"nginx","securityContext":{"capabilities":{"add":["NET_ADMIN"]}}}`, i)
+	}), uint8(0))
+	f.Add(manyContainers(200, func(i int) string {
+		return fmt.Sprintf(`{"name":"c%d","image":"registry.test/team-%d/app:1","securityContext":{"privileged":%v}}`, i, i, i%7 == 0)
+	}), uint8(1))
 
 	f.Fuzz(func(t *testing.T, raw []byte, noMatch uint8) {
 		obj, err := policy.DecodeObject(raw)
@@ -118,10 +128,31 @@ func FuzzDecide(f *testing.F) {
 	})
 }
 
+// manyContainers is a Pod of n containers, container(i) giving each one's JSON.
+func manyContainers(n int, container func(i int) string) []byte {
+	cs := make([]string, n)
+	for i := range cs {
+		cs[i] = container(i)
+	}
+	return []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"many"},"spec":{"containers":[` + strings.Join(cs, ",") + `]}}`)
+}
+
+// maxMessage bounds every message of a decision, whatever the object.
+const maxMessage = 16 << 10
+
 // checkDecision asserts what holds for every decision: known result words,
-// and a denial exactly when a result in enforce mode failed or errored.
+// a denial exactly when a result in enforce mode failed or errored, and
+// messages of bounded size.
 func checkDecision(t *testing.T, set int, d policy.Decision) {
 	t.Helper()
+	if len(d.DenyMessage) > maxMessage {
+		t.Errorf("set %d: a denial of %d bytes", set, len(d.DenyMessage))
+	}
+	for _, r := range d.Results {
+		if len(r.Message) > maxMessage || len(r.Explanation) > maxMessage {
+			t.Errorf("set %d: policy %s: a message of %d bytes, an explanation of %d", set, r.Policy, len(r.Message), len(r.Explanation))
+		}
+	}
 	enforcedFailure := false
 	for _, r := range d.Results {
 		if !validResults[r.Result] {

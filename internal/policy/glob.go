@@ -51,18 +51,22 @@ type imageGlobs []*regexp.Regexp
 const matchAll = "^.*$"
 
 // matches reports whether any glob matches the qualified name or, as
-// policy-controller's deprecated fallback, the image as written.
-func (g imageGlobs) matches(qualified, original string) bool {
+// policy-controller's deprecated fallback, the image as written; ok is
+// false when the budget ran out first.
+func (g imageGlobs) matches(qualified, original string, b *budget) (hit, ok bool) {
 	for _, re := range g {
+		if b.spent() {
+			return false, false
+		}
 		if re.String() == matchAll { // `**`, the common case: no newline
 			if (qualified != "" && !strings.Contains(qualified, "\n")) || !strings.Contains(original, "\n") {
-				return true
+				return true, true
 			}
 			continue
 		}
 		if (qualified != "" && re.MatchString(qualified)) || re.MatchString(original) {
-			return true
+			return true, true
 		}
 	}
-	return false
+	return false, true
 }

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -10,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 	"unicode/utf8"
 )
 
@@ -22,10 +19,8 @@ import (
 // projection the whole document, whose parts are written at most once per
 // decision however many policies read them.
 type inputBuilder struct {
-	obj *Object
-	// timeout bounds each policy body's evaluation (Options.PolicyTimeout).
-	timeout time.Duration
-	subj    string
+	obj  *Object
+	subj string
 
 	metadata    map[string]any // without managedFields, built on first use
 	hasMetadata bool
@@ -303,60 +298,63 @@ func appendJSONString(buf []byte, s string) []byte {
 // before: a body result is a pure function of the compiled policy and the
 // input it evaluates, so the key is the policy's generation and a hash of
 // exactly that input (its projection), which the replicas of a workload share.
-// read reports whether a CUE or Rego evaluation read the input's JSON.
-func (p *CompiledPolicy) evalBody(ctx context.Context, in evalInput, timeout time.Duration) (r bodyResult, read bool) {
+// read reports whether the input's JSON may still be referenced (by an
+// in-process evaluation's results, or a worker request being abandoned).
+func (p *CompiledPolicy) evalBody(b *budget, in evalInput) (r bodyResult, read bool) {
 	if r, ok := p.cache.get(in.key); ok {
 		return r, false
 	}
-	r = p.evaluateWithin(ctx, in, timeout)
-	if !r.errored { // errors may be transient (a cancelled context)
+	if e, ok := p.body.(*cueEvaluator); ok {
+		if r, ok := e.evaluateNative(in); ok {
+			p.cache.put(in.key, r)
+			return r, false
+		}
+	}
+	if p.workers != nil {
+		var inputDone bool
+		r, inputDone = p.workers.evaluate(b, p, in)
+		read = !inputDone
+	} else {
+		r, read = p.evaluateInProcess(b, in), true
+	}
+	if !r.errored { // errors may be transient (a deadline)
 		p.cache.put(in.key, r)
 	}
-	return r, !r.native
+	return r, read
 }
 
-// evaluateWithin evaluates the body, giving up after timeout (when > 0).
-// Rego stops at the deadline; CUE cannot be interrupted, so an evaluation
-// that overruns finishes in the background and its result is dropped.
-// While it runs, the policy's other CUE evaluations are refused (an error
-// result) rather than started: at most one runaway per policy, instead of
-// one more for every object that sets it off.
-func (p *CompiledPolicy) evaluateWithin(ctx context.Context, in evalInput, timeout time.Duration) bodyResult {
-	if timeout <= 0 {
-		return p.body.evaluate(ctx, in)
+// evaluateInProcess evaluates the body in this process within b. Rego stops
+// at the deadline; CUE cannot be interrupted, so an evaluation that overruns
+// is abandoned: it finishes in the background and its result is dropped.
+// Nothing else waits for it, so it delays no other object; but its CPU and
+// memory are not bounded, which is why the webhook and the reconcilers
+// evaluate in workers (Compiler.Workers).
+func (p *CompiledPolicy) evaluateInProcess(b *budget, in evalInput) bodyResult {
+	if b.deadline.IsZero() && b.ctx.Done() == nil {
+		return p.body.evaluateFully(b.ctx, in)
 	}
-	_, uninterruptible := p.body.(*cueEvaluator)
-	if uninterruptible && p.overrunning.Load() > 0 {
-		return bodyResult{
-			err:     fmt.Errorf("failed evaluating cue policy for ClusterImagePolicy: an earlier evaluation took longer than its limit of %s and is still running; CUE cannot be interrupted, so no other evaluation of this policy starts until it ends", timeout),
-			errored: true,
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := b.evalContext()
 	defer cancel()
 	done := make(chan bodyResult, 1)
-	// state: 0 running, 1 finished, 2 abandoned.
-	var state atomic.Int32
-	go func() {
-		done <- p.body.evaluate(ctx, in)
-		if !state.CompareAndSwap(0, 1) && uninterruptible {
-			p.overrunning.Add(-1)
-		}
-	}()
+	go func() { done <- p.body.evaluateFully(ctx, in) }()
 	select {
 	case r := <-done:
 		return r
 	case <-ctx.Done():
-		if !state.CompareAndSwap(0, 2) { // it finished just now
-			return <-done
+		select {
+		case r := <-done: // it finished just now
+			return r
+		default:
 		}
-		if uninterruptible {
-			p.overrunning.Add(1)
-		}
-		return bodyResult{
-			err:     fmt.Errorf("failed evaluating %s policy for ClusterImagePolicy: the evaluation took longer than its limit of %s", strings.ToLower(p.bodyType()), timeout),
-			errored: true,
-		}
+		return p.overran(b)
+	}
+}
+
+// overran is the result of an evaluation stopped at the end of b.
+func (p *CompiledPolicy) overran(b *budget) bodyResult {
+	return bodyResult{
+		err:     fmt.Errorf("failed evaluating %s policy for ClusterImagePolicy: the evaluation took longer than %s", p.typ, b.limit()),
+		errored: true,
 	}
 }
 

@@ -93,6 +93,10 @@ type regoOutcome struct {
 	Warning string `json:"warning"`
 }
 
+func (e *regoEvaluator) evaluateFully(ctx context.Context, in evalInput) bodyResult {
+	return e.evaluate(ctx, in)
+}
+
 func (e *regoEvaluator) evaluate(ctx context.Context, in evalInput) bodyResult {
 	input, err := ast.ValueFromReader(bytes.NewReader(in.json))
 	if err != nil {
@@ -141,15 +145,36 @@ func regoOutcomes(v []any, notCompliant string) bodyResult {
 		}
 	}
 	if len(errs) > 0 {
-		text := strings.Join(errs, ", ")
+		text := joinBounded(errs, ", ", maxRegoText)
 		return regoFailure(notCompliant+" with errors: "+text, text)
 	}
 	if len(warnings) > 0 {
 		// policy-controller fails a policy on a warning, at the policy's mode.
-		text := strings.Join(warnings, ", ")
+		text := joinBounded(warnings, ", ", maxRegoText)
 		return regoFailure("warning: "+text, text)
 	}
 	return bodyResult{}
+}
+
+// maxRegoText bounds the custom messages a Rego result keeps: a policy may
+// give one per container, and results are cached.
+const maxRegoText = 4096
+
+// joinBounded joins items until the text passes limit bytes, then says how
+// many more there are.
+func joinBounded(items []string, sep string, limit int) string {
+	var b strings.Builder
+	for i, it := range items {
+		if i > 0 && b.Len()+len(sep)+len(it) > limit {
+			fmt.Fprintf(&b, "%sand %d more", sep, len(items)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(truncateUTF8(it, limit))
+	}
+	return b.String()
 }
 
 func regoFailure(msg, custom string) bodyResult {

@@ -75,10 +75,12 @@ const (
 const minSandboxStartup = 2 * time.Second
 
 func init() {
-	if os.Getenv(sandboxEnv) != "1" {
-		return
+	switch {
+	case os.Getenv(sandboxEnv) == "1":
+		os.Exit(runSandbox(os.Stdin, os.Stdout, os.Stderr))
+	case os.Getenv(workerEnv) != "":
+		os.Exit(runWorker(os.Getenv(workerEnv), os.Stdin, os.Stdout))
 	}
-	os.Exit(runSandbox(os.Stdin, os.Stdout, os.Stderr))
 }
 
 // sandboxRequest is what the parent sends the sandbox on its stdin.
@@ -99,8 +101,8 @@ type sandboxRequest struct {
 // policy that explodes for any pod (its runaway part depends on the input,
 // so compiling it alone does not run it) is refused now, within the
 // sandbox's limits, rather than crashing or stalling the webhook at the
-// first pod. A policy that explodes only for some pods is not caught: its
-// evaluation is bounded in time only (Options.PolicyTimeout).
+// first pod. A policy that explodes only for some pods is not caught here;
+// evaluation workers (worker.go) bound its evaluation for those pods.
 type sandboxProbe struct {
 	IncludeSpec       bool `json:"includeSpec"`
 	IncludeObjectMeta bool `json:"includeObjectMeta"`
@@ -160,7 +162,7 @@ func runSandbox(stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	go sandboxWatchdog(req, stdout)
 	_, _ = fmt.Fprintln(stdout, sandboxReady)
-	ev, err := compileSource(req.Type, req.Data)
+	ev, err := compileSource(req.Type, req.Data, true)
 	if err == nil && req.Probe != nil {
 		_, _ = fmt.Fprintln(stdout, sandboxCompiled)
 		// Whether the sample pod passes does not matter, only that its
@@ -176,25 +178,35 @@ func runSandbox(stdin io.Reader, stdout, stderr io.Writer) int {
 // a parent that died).
 func sandboxWatchdog(req sandboxRequest, stdout io.Writer) {
 	deadline := time.Now().Add(req.Timeout + time.Second)
-	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	for {
 		time.Sleep(2 * time.Millisecond)
 		if req.Timeout > 0 && time.Now().After(deadline) {
 			_, _ = fmt.Fprintln(stdout, "timeout")
 			os.Exit(sandboxExitTimeout)
 		}
-		if req.MemoryLimit <= 0 {
-			continue
-		}
-		metrics.Read(samples)
-		var used uint64
-		if samples[0].Value.Kind() == metrics.KindUint64 && samples[1].Value.Kind() == metrics.KindUint64 {
-			used = samples[0].Value.Uint64() - samples[1].Value.Uint64()
-		}
-		if used > uint64(req.MemoryLimit) {
-			_, _ = fmt.Fprintf(stdout, "memory %d\n", used)
-			os.Exit(sandboxExitMemory)
-		}
+		exitPastMemoryLimit(req.MemoryLimit, stdout)
+	}
+}
+
+// memorySamples are what goMemory reads; a child reads them from its one
+// watchdog goroutine.
+var memorySamples = []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+
+// exitPastMemoryLimit ends the process with sandboxExitMemory when the Go
+// runtime's memory (all of it, less what was given back to the system)
+// passes limit; limit <= 0 means none.
+func exitPastMemoryLimit(limit int64, stdout io.Writer) {
+	if limit <= 0 {
+		return
+	}
+	metrics.Read(memorySamples)
+	var used uint64
+	if memorySamples[0].Value.Kind() == metrics.KindUint64 && memorySamples[1].Value.Kind() == metrics.KindUint64 {
+		used = memorySamples[0].Value.Uint64() - memorySamples[1].Value.Uint64()
+	}
+	if used > uint64(limit) {
+		_, _ = fmt.Fprintf(stdout, "memory %d\n", used)
+		os.Exit(sandboxExitMemory)
 	}
 }
 
@@ -239,7 +251,7 @@ func acquireCompileSlot(typ string, timeout time.Duration) (release func(), err 
 // c; nil means it finished (compiled or not) within them.
 func (c Compiler) sandboxCompile(typ, data string, probe *sandboxProbe) error {
 	timeout, memory := c.limits()
-	exe, err := os.Executable()
+	exe, err := selfExecutable()
 	if err != nil {
 		return &compileLimitError{transient: true, msg: fmt.Sprintf("the compile sandbox could not be started: %v", err)}
 	}

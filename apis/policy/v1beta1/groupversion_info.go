@@ -12,6 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
+// The scheme is built with apimachinery alone (not controller-runtime's
+// scheme.Builder), so that internal/policy, which reads these types, and
+// `vigil test` do not link controller-runtime.
 var (
 	// GroupVersion is the group and version of this package's types.
 	GroupVersion = schema.GroupVersion{Group: "policy.sigstore.dev", Version: "v1beta1"}
