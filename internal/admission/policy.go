@@ -46,8 +46,8 @@ func (v *PolicyValidator) Handle(_ context.Context, req admission.Request) admis
 		resp.Warnings = warningLines(compiled.Warnings)
 		return resp
 	case errors.As(err, &invalid) && invalid.Reason == policy.ReasonBodyUnavailable:
-		// A configMapRef or remote body is fetched by the controller; its
-		// problems show as Ready=False on the policy.
+		// A configMapRef or remote body is not resolved (no resolver
+		// yet): the policy is admitted and shows Ready=False.
 		return admission.Allowed("")
 	case errors.As(err, &invalid) && invalid.Transient:
 		// A compile time limit hit, perhaps only because the replica was

@@ -42,8 +42,9 @@ type InvalidPolicyError struct {
 func (e *InvalidPolicyError) Error() string { return e.Message }
 
 // BodyResolver supplies the body of a policy given by configMapRef or
-// remote. The controller implements it; Compile verifies remote bodies
-// against their sha256sum itself.
+// remote; Compile verifies remote bodies against their sha256sum itself.
+// Nothing implements it yet: without one, such bodies are unavailable
+// (Ready=False, reason BodyUnavailable).
 type BodyResolver interface {
 	ResolvePolicyBody(cipName string, p *v1beta1.Policy) (string, error)
 }

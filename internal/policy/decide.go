@@ -144,24 +144,6 @@ func NewSet(compiled []*CompiledPolicy, broken []*BrokenPolicy) *Set {
 	return &Set{entries: entries}
 }
 
-// CompileSet compiles every policy; those that fail become broken policies.
-func (c Compiler) CompileSet(cips []*v1beta1.ClusterImagePolicy) *Set {
-	var compiled []*CompiledPolicy
-	var broken []*BrokenPolicy
-	for _, cip := range cips {
-		p, err := c.Compile(cip)
-		if err != nil {
-			broken = append(broken, NewBrokenPolicy(cip, err))
-			continue
-		}
-		compiled = append(compiled, p)
-	}
-	return NewSet(compiled, broken)
-}
-
-// Len is the number of policies, compiled and broken.
-func (s *Set) Len() int { return len(s.entries) }
-
 // parsedImage is an image of the object with its parsed reference.
 type parsedImage struct {
 	containerImage

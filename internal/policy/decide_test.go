@@ -354,10 +354,11 @@ func TestBrokenPolicies(t *testing.T) {
 	if err == nil {
 		t.Fatal("compiled a broken policy")
 	}
-	set := Compiler{}.CompileSet([]*v1beta1.ClusterImagePolicy{bad, newCIP("good")})
-	if set.Len() != 2 {
-		t.Fatalf("Len = %d", set.Len())
+	good, goodErr := Compile(newCIP("good"))
+	if goodErr != nil {
+		t.Fatal(goodErr)
 	}
+	set := NewSet([]*CompiledPolicy{good}, []*BrokenPolicy{NewBrokenPolicy(bad, err)})
 	d := set.Decide(t.Context(), obj(t, podYAML("nginx")), Options{})
 	if want := map[string]string{"broken": ResultError, "good": ResultPass}; fmt.Sprint(results(d)) != fmt.Sprint(want) {
 		t.Fatalf("results = %v, want %v", results(d), want)

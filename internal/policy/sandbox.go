@@ -44,8 +44,9 @@ const DefaultCompileTimeout = DefaultPolicyTimeout
 
 // DefaultCompileMemoryLimit bounds the memory of the sandbox that compiles
 // one body: the Go runtime's memory of the whole child process, about 40
-// MiB of which is the executable's own. A 1 MiB policy needs about 150 MiB;
-// Vigil's container limit is 512 MiB.
+// MiB of which is the executable's own. A 1 MiB policy needs about 150 MiB.
+// The manifests' memory limit leaves room for it beside the controller and
+// the evaluation workers (config/manager).
 const DefaultCompileMemoryLimit = 256 << 20
 
 // sandboxEnv marks the child process that compiles one body; init turns the
