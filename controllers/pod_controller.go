@@ -62,8 +62,8 @@ type PodReconciler struct {
 func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	if !r.open.Load() {
 		// Judged with policies missing, a pod could lose results and
-		// announce old violations as new; every pod is queued once they
-		// are all in.
+		// announce old violations as new; every pod, and every pod a
+		// report names, is queued once they are all in (verifyPath).
 		return ctrl.Result{}, nil
 	}
 	trigger := metrics.TriggerPod
@@ -276,8 +276,20 @@ func (r *PodReconciler) setCounts(key types.NamespacedName, results map[string]s
 	}
 }
 
-// queueAll marks every pod in scope as queued for trigger and returns their keys.
-func (r *PodReconciler) queueAll(ctx context.Context, trigger string, opts ...client.ListOption) []ctrl.Request {
+// queueAll marks every pod in scope as queued for trigger and returns their
+// keys, with those of the pods that reports may be stale for (gone pods
+// among them, whose reports must go).
+func (r *PodReconciler) queueAll(ctx context.Context, trigger string) []ctrl.Request {
+	reqs := r.queuePods(ctx, trigger)
+	for _, key := range r.stale.pods() {
+		reqs = append(reqs, ctrl.Request{NamespacedName: key})
+	}
+	return reqs
+}
+
+// queuePods marks the pods listed with opts as queued for trigger and
+// returns their keys.
+func (r *PodReconciler) queuePods(ctx context.Context, trigger string, opts ...client.ListOption) []ctrl.Request {
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 	if err := r.List(ctx, pods, opts...); err != nil {

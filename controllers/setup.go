@@ -136,7 +136,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		WatchesMetadata(&corev1.Pod{}, podEvents{EventHandler: &handler.EnqueueRequestForObject{}, stale: pods.stale}).
 		Watches(deps.Reports.NewObject(), reportEvents{api: deps.Reports, stale: pods.stale, own: pods.own}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
-			return pods.queueAll(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))
+			return pods.queuePods(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))
 		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deletionStarted))).
 		WatchesRawSource(allPods.source(func(ctx context.Context) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPolicy)

@@ -46,6 +46,17 @@ func (s *staleReports) get(pod types.NamespacedName) []string {
 	return slices.Clone(s.names[pod])
 }
 
+// pods are the pods that have names noted.
+func (s *staleReports) pods() []types.NamespacedName {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]types.NamespacedName, 0, len(s.names))
+	for pod := range s.names {
+		out = append(out, pod)
+	}
+	return out
+}
+
 // done forgets the names of pod that were handled; names noted meanwhile
 // stay for the reconciliation their event queued.
 func (s *staleReports) done(pod types.NamespacedName, handled []string) {
