@@ -145,8 +145,6 @@ func (v *Verifier) Verify(ctx context.Context, a *Authority, req Request) (*Evid
 		v.opts.Observer.CacheLookup(true)
 		return cachedCopy(ev), v.wrap(a, d, err)
 	}
-	v.opts.Observer.CacheLookup(false)
-
 	flight := key
 	if req.Refresh {
 		flight += "|refresh"
@@ -165,6 +163,7 @@ func (v *Verifier) Verify(ctx context.Context, a *Authority, req Request) (*Evid
 		v.opts.Observer.Verified(outcome, time.Since(start))
 		return v.cache.store(key, v.opts.Now(), ev, err), err
 	})
+	v.opts.Observer.CacheLookup(false) // after joining the flight: tests wait on it
 	select {
 	case r := <-ch:
 		ev, _ := r.Val.(*Evidence)
