@@ -141,7 +141,7 @@ func Compile(spec AuthoritySpec) (*Authority, error) {
 		for _, k := range keys {
 			v, err := signature.LoadVerifier(k, h)
 			if err != nil {
-				return fail("key.data", err)
+				return fail("key.hashAlgorithm", fmt.Errorf("%s with a %s key: %w", spec.Key.HashAlgorithm, keyType(k), err))
 			}
 			a.keys = append(a.keys, v)
 			tm := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
@@ -207,6 +207,10 @@ func Compile(spec AuthoritySpec) (*Authority, error) {
 	}
 	a.fingerprint = hex.EncodeToString(fp.Sum(nil))
 	return a, nil
+}
+
+func keyType(k crypto.PublicKey) string {
+	return strings.TrimPrefix(strings.TrimSuffix(fmt.Sprintf("%T", k), ".PublicKey"), "*")
 }
 
 func parsePublicKeys(data []byte) ([]crypto.PublicKey, error) {

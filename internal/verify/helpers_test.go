@@ -1,8 +1,6 @@
 package verify
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -49,7 +47,7 @@ type testRegistry struct {
 	host     string
 	mode     atomic.Value // "", "429", "nohead"
 	requests atomic.Int64
-	gate     chan struct{} // when non-nil, requests wait for it to close
+	gate     atomic.Pointer[chan struct{}] // when set, requests wait for it to close
 }
 
 const testUser, testPassword = "reader", "s3cret"
@@ -61,8 +59,8 @@ func newTestRegistry(t testing.TB) *testRegistry {
 	inner := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.requests.Add(1)
-		if g := r.gate; g != nil {
-			<-g
+		if g := r.gate.Load(); g != nil {
+			<-*g
 		}
 		user, pass, hasAuth := req.BasicAuth()
 		authed := hasAuth && user == testUser && pass == testPassword
@@ -414,8 +412,13 @@ func expectReason(t *testing.T, err error, want Reason, a *Authority, d name.Dig
 	}
 }
 
-var _ = bytes.NewReader
-var _ = context.Background
+// hold makes the registry's requests wait until the returned func runs.
+func (r *testRegistry) hold() (release func()) {
+	g := make(chan struct{})
+	r.gate.Store(&g)
+	var once sync.Once
+	return func() { once.Do(func() { close(g) }) }
+}
 
 func mustDigest(t testing.TB, s string) name.Digest {
 	t.Helper()
