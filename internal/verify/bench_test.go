@@ -84,29 +84,27 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 		co := &cosign.CheckOpts{
-			SigVerifier:        sv,
-			IgnoreTlog:         true,
-			ClaimVerifier:      cosign.SimpleClaimVerifier,
-			RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(remote.WithAuthFromKeychain(staticKeychain{}))},
+			SigVerifier: sv,
+			IgnoreTlog:  true,
 		}
-		for b.Loop() {
-			if _, _, err := cosign.VerifyImageSignatures(context.Background(), keyLegacy, co); err != nil {
-				b.Fatal(err)
-			}
-		}
+		cosignVerify(b, keyLegacy, co)
 	})
 	b.Run("cosign-VerifyImageSignatures/keyless-legacy", func(b *testing.B) {
 		co := &cosign.CheckOpts{
-			TrustedMaterial:    vs,
-			Identities:         []cosign.Identity{{Issuer: ciIssuer, Subject: ciSubject}},
-			IgnoreSCT:          true,
-			ClaimVerifier:      cosign.SimpleClaimVerifier,
-			RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(remote.WithAuthFromKeychain(staticKeychain{}))},
+			TrustedMaterial: vs,
+			Identities:      []cosign.Identity{{Issuer: ciIssuer, Subject: ciSubject}},
+			IgnoreSCT:       true,
 		}
-		for b.Loop() {
-			if _, _, err := cosign.VerifyImageSignatures(context.Background(), keylessLegacy, co); err != nil {
-				b.Fatal(err)
-			}
-		}
+		cosignVerify(b, keylessLegacy, co)
 	})
+}
+
+func cosignVerify(b *testing.B, d name.Digest, co *cosign.CheckOpts) {
+	co.ClaimVerifier = cosign.SimpleClaimVerifier
+	co.RegistryClientOpts = []ociremote.Option{ociremote.WithRemoteOptions(remote.WithAuthFromKeychain(staticKeychain{}))}
+	for b.Loop() {
+		if _, _, err := cosign.VerifyImageSignatures(context.Background(), d, co); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

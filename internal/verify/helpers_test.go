@@ -193,12 +193,7 @@ func signKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subj
 		t.Fatal(err)
 	}
 	tle := entries[0].TransparencyLogEntry()
-	rp := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.CanonicalizedBody), IntegratedTime: tle.IntegratedTime,
-		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)}
-	set, err := vs.RekorSignPayload(rp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rp, set := inclusionPromise(t, vs, tle)
 	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
 	img, err := mutate.Append(empty.Image, mutate.Addendum{
 		Layer: static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
@@ -215,6 +210,19 @@ func signKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subj
 	if err := remote.Write(tag, img); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// inclusionPromise is the Rekor payload of a log entry and the VirtualSigstore's
+// signed entry timestamp over it.
+func inclusionPromise(t testing.TB, vs *ca.VirtualSigstore, tle *protorekor.TransparencyLogEntry) (tlog.RekorPayload, []byte) {
+	t.Helper()
+	rp := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.CanonicalizedBody), IntegratedTime: tle.IntegratedTime,
+		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)}
+	set, err := vs.RekorSignPayload(rp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp, set
 }
 
 // signKeylessBundle attests d with a VirtualSigstore certificate, the way
@@ -239,12 +247,7 @@ func signKeylessBundle(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subj
 	}
 	sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
 	tle := entries[0].TransparencyLogEntry()
-	rp := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.CanonicalizedBody), IntegratedTime: tle.IntegratedTime,
-		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)}
-	set, err := vs.RekorSignPayload(rp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, set := inclusionPromise(t, vs, tle)
 	tle.KindVersion = &protorekor.KindVersion{Kind: "dsse", Version: "0.0.1"}
 	tle.InclusionPromise = &protorekor.InclusionPromise{SignedEntryTimestamp: set}
 	var ts []*protocommon.RFC3161SignedTimestamp

@@ -55,9 +55,7 @@ func checkPayload(payload []byte, d name.Digest) error {
 
 // verifyLegacy checks cosign .sig layers; any one that verifies suffices.
 func (a *Authority) verifyLegacy(sigs []legacySignature, d name.Digest) ([]Signature, error) {
-	var passed []Signature
-	var errs failures
-	for _, s := range sigs {
+	return anyPasses(sigs, FormatLegacy, func(s legacySignature) (string, Signature, error) {
 		var sig Signature
 		var err error
 		if a.kind == "key" {
@@ -68,11 +66,22 @@ func (a *Authority) verifyLegacy(sigs []legacySignature, d name.Digest) ([]Signa
 		if err == nil {
 			err = checkPayload(s.payload, d)
 		}
+		return s.id, sig, err
+	})
+}
+
+// anyPasses checks each signature and keeps those that pass; with none, the
+// error says why each failed.
+func anyPasses[T any](items []T, format SignatureFormat, check func(T) (string, Signature, error)) ([]Signature, error) {
+	var passed []Signature
+	var errs failures
+	for _, it := range items {
+		id, sig, err := check(it)
 		if err != nil {
 			errs.add(err)
 			continue
 		}
-		sig.ID, sig.Format = s.id, FormatLegacy
+		sig.ID, sig.Format = id, format
 		passed = append(passed, sig)
 	}
 	if len(passed) == 0 {
@@ -151,32 +160,18 @@ func (a *Authority) verifyBundles(refs []bundleReferrer, d name.Digest) ([]Signa
 	if err != nil {
 		return nil, err
 	}
-	var passed []Signature
-	var errs failures
-	for _, r := range refs {
+	artifact := sgverify.WithArtifactDigest("sha256", digest)
+	return anyPasses(refs, FormatBundle, func(r bundleReferrer) (string, Signature, error) {
 		var b bundle.Bundle
 		if err := b.UnmarshalJSON(r.json); err != nil {
-			errs.add(fmt.Errorf("referrer %s: %w", r.id, err))
-			continue
+			return r.id, Signature{}, fmt.Errorf("referrer %s: %w", r.id, err)
 		}
-		artifact := sgverify.WithArtifactDigest("sha256", digest)
-		var sig Signature
 		if a.kind == "key" {
-			err = a.verifyBundleKey(&b, artifact)
-		} else {
-			sig, err = a.verifyKeyless(&b, artifact)
+			return r.id, Signature{}, a.verifyBundleKey(&b, artifact)
 		}
-		if err != nil {
-			errs.add(err)
-			continue
-		}
-		sig.ID, sig.Format = r.id, FormatBundle
-		passed = append(passed, sig)
-	}
-	if len(passed) == 0 {
-		return nil, errs.err()
-	}
-	return passed, nil
+		sig, err := a.verifyKeyless(&b, artifact)
+		return r.id, sig, err
+	})
 }
 
 // verifyBundleKey verifies a key-signed bundle offline against each key.
