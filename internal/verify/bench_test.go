@@ -21,7 +21,7 @@ var benchOptions = Options{GlobalQPS: 1e9, GlobalBurst: 1 << 30, RegistryQPS: 1e
 // requests to an in-memory registry on loopback plus the cryptography; the
 // cache is bypassed with Refresh) and cached, for key and keyless authorities
 // in both layouts, beside cosign's own VerifyImageSignatures on the same
-// signatures (cosign is a test-only dependency).
+// signatures (cosign is a test-only dependency). Both use the same keychain.
 func BenchmarkVerify(b *testing.B) {
 	bin := cosignBinary(b)
 	reg := newTestRegistry(b)
@@ -54,7 +54,7 @@ func BenchmarkVerify(b *testing.B) {
 		v := New(benchOptions)
 		ctx := context.Background()
 		b.Run(c.name+"/cold", func(b *testing.B) {
-			req := Request{Image: c.image.String(), Refresh: true}
+			req := Request{Image: c.image.String(), Keychain: staticKeychain{}, Refresh: true}
 			for b.Loop() {
 				if _, err := v.Verify(ctx, a, req); err != nil {
 					b.Fatal(err)
@@ -62,7 +62,7 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		})
 		b.Run(c.name+"/cached", func(b *testing.B) {
-			req := Request{Image: c.image.String()}
+			req := Request{Image: c.image.String(), Keychain: staticKeychain{}}
 			if _, err := v.Verify(ctx, a, req); err != nil {
 				b.Fatal(err)
 			}
