@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -237,6 +238,9 @@ func signatureHash(pub crypto.PublicKey) crypto.Hash {
 const offlineBaseURL = "https://offline.tuf.invalid"
 
 func trustedRootFromRepository(r *v1alpha1.Repository) (*root.TrustedRoot, error) {
+	if len(r.Root) == 0 {
+		return nil, errors.New("root: missing field")
+	}
 	files, err := untarMirror(r.MirrorFS)
 	if err != nil {
 		return nil, fmt.Errorf("mirrorFS: %w", err)
@@ -255,6 +259,12 @@ func trustedRootFromRepository(r *v1alpha1.Repository) (*root.TrustedRoot, error
 }
 
 func trustedRootFromRemote(r *v1alpha1.Remote, opts TrustRootOptions) (*root.TrustedRoot, error) {
+	if len(r.Root) == 0 {
+		return nil, errors.New("root: missing field")
+	}
+	if u, err := url.Parse(r.Mirror); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("mirror: %q is not an http(s) URL", r.Mirror)
+	}
 	base := strings.TrimSuffix(r.Mirror, "/")
 	f := opts.Fetcher
 	if f == nil {

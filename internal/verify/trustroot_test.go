@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -168,6 +169,14 @@ func TestTrustRootErrors(t *testing.T) {
 			s.SigstoreKeys.CTLogs[0].PublicKey = []byte("-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n")
 		},
 			`trustroot "bad": spec.sigstoreKeys.ctLogs[0].publicKey: not a PEM public key`},
+		{"repository without root", func(s *v1alpha1.TrustRootSpec) {
+			s.SigstoreKeys = nil
+			s.Repository = &v1alpha1.Repository{MirrorFS: repo.mirrorFS(t)}
+		}, `trustroot "bad": spec.repository.root: missing field`},
+		{"remote mirror not a URL", func(s *v1alpha1.TrustRootSpec) {
+			s.SigstoreKeys = nil
+			s.Remote = &v1alpha1.Remote{Root: repo.root, Mirror: "tuf.example.com"}
+		}, `trustroot "bad": spec.remote.mirror: "tuf.example.com" is not an http(s) URL`},
 		{"mirrorFS not an archive", func(s *v1alpha1.TrustRootSpec) {
 			s.SigstoreKeys = nil
 			s.Repository = &v1alpha1.Repository{Root: repo.root, MirrorFS: []byte("garbage")}
@@ -353,4 +362,30 @@ func (r *tufRepository) mirrorFS(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// unreachable is a TUF fetcher for a mirror that cannot be reached.
+type unreachable struct{ asked *int }
+
+func (u unreachable) DownloadFile(url string, _ int64, _ time.Duration) ([]byte, error) {
+	*u.asked++
+	return nil, fmt.Errorf("dial %s: connection refused", url)
+}
+
+// Without its mirror the public-good root does not load: a clear error, and
+// no trusted material that a keyless authority could pass with. The test
+// never touches the network: the fetcher stands in for the mirror.
+func TestPublicGoodTrustRootUnreachable(t *testing.T) {
+	asked := 0
+	tr, err := PublicGoodTrustRoot(TrustRootOptions{Fetcher: unreachable{&asked}})
+	if err == nil || tr != nil {
+		t.Fatalf("PublicGoodTrustRoot = %+v, %v; want an error", tr, err)
+	}
+	want := "the public-good Sigstore trust root (TUF mirror https://tuf-repo-cdn.sigstore.dev): "
+	if !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("error %q, want %q and the cause", err, want)
+	}
+	if asked == 0 {
+		t.Error("the fetcher was never asked: the error does not come from the mirror")
+	}
 }
