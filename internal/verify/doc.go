@@ -10,7 +10,14 @@
 // per-registry rate limit in which admission requests go before background
 // re-verification.
 //
-// The package imports neither controller-runtime nor the policy, admission
-// or controller packages: callers hand it compiled authorities and
-// keychains, and read metrics through the Observer they supply.
+// It also loads trust roots (TrustRoot objects: keys inline, an offline TUF
+// repository or a TUF mirror; or the public-good Sigstore root) and builds
+// registry keychains from a pod and from signaturePullSecrets with
+// go-containerregistry's authn/kubernetes.
+//
+// The package imports neither controller-runtime's client nor the policy,
+// admission or controller packages (only the API types of
+// apis/policy/v1alpha1, and client-go's kubernetes.Interface for keychains):
+// callers hand it compiled authorities, TrustRoot objects and a clientset,
+// and read metrics through the Observer they supply.
 package verify

@@ -431,3 +431,30 @@ func mustDigest(t testing.TB, s string) name.Digest {
 	}
 	return d
 }
+
+func newVirtualSigstore(t testing.TB) *ca.VirtualSigstore {
+	t.Helper()
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// keylessImages: a VirtualSigstore and two images it signed for ciSubject
+// and ciIssuer, one in the legacy layout and one as a bundle.
+type keylessImages struct {
+	vs              *ca.VirtualSigstore
+	reg             *testRegistry
+	legacy, bundled name.Digest
+}
+
+func newKeylessImages(t testing.TB) *keylessImages {
+	t.Helper()
+	f := &keylessImages{vs: newVirtualSigstore(t), reg: newTestRegistry(t)}
+	f.legacy = f.reg.pushImage(t, "keyless/legacy")
+	signKeylessLegacy(t, f.vs, f.legacy, ciSubject, ciIssuer)
+	f.bundled = f.reg.pushImage(t, "keyless/bundle")
+	signKeylessBundle(t, f.vs, f.bundled, ciSubject, ciIssuer, cosignSignPredicate)
+	return f
+}

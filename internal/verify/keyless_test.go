@@ -29,15 +29,8 @@ func keylessSpec(vs *ca.VirtualSigstore, format SignatureFormat, ids ...Identity
 // authority with a matching identity (exact or regexp) and fail one with
 // another issuer or subject.
 func TestKeyless(t *testing.T) {
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := newTestRegistry(t)
-	legacy := reg.pushImage(t, "keyless/legacy")
-	signKeylessLegacy(t, vs, legacy, ciSubject, ciIssuer)
-	bundled := reg.pushImage(t, "keyless/bundle")
-	signKeylessBundle(t, vs, bundled, ciSubject, ciIssuer, cosignSignPredicate)
+	f := newKeylessImages(t)
+	vs, reg, legacy, bundled := f.vs, f.reg, f.legacy, f.bundled
 	attestedOnly := reg.pushImage(t, "keyless/attested")
 	signKeylessBundle(t, vs, attestedOnly, ciSubject, ciIssuer, "https://slsa.dev/provenance/v1")
 

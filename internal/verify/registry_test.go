@@ -7,17 +7,12 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 )
 
 // keylessFixture is a registry with one image signed keyless (legacy).
 func keylessFixture(t *testing.T) (*testRegistry, *Authority, name.Digest) {
 	t.Helper()
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := newTestRegistry(t)
+	vs, reg := newVirtualSigstore(t), newTestRegistry(t)
 	d := reg.pushImage(t, "app")
 	signKeylessLegacy(t, vs, d, ciSubject, ciIssuer)
 	return reg, mustCompile(t, keylessSpec(vs, FormatLegacy, Identity{Issuer: ciIssuer, Subject: ciSubject})), d

@@ -86,19 +86,8 @@ func mustLoadTrustRoot(t testing.TB, tr *v1alpha1.TrustRoot, opts TrustRootOptio
 // another instance's material does not, and its content changes the
 // authority's fingerprint.
 func TestTrustRootFromSigstoreKeys(t *testing.T) {
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := newTestRegistry(t)
-	legacy := reg.pushImage(t, "keyless/legacy")
-	signKeylessLegacy(t, vs, legacy, ciSubject, ciIssuer)
-	bundled := reg.pushImage(t, "keyless/bundle")
-	signKeylessBundle(t, vs, bundled, ciSubject, ciIssuer, cosignSignPredicate)
+	f := newKeylessImages(t)
+	vs, legacy, bundled, other := f.vs, f.legacy, f.bundled, newVirtualSigstore(t)
 
 	tr := mustLoadTrustRoot(t, sigstoreKeysOf(t, "byo", vs), TrustRootOptions{})
 	otherTR := mustLoadTrustRoot(t, sigstoreKeysOf(t, "byo", other), TrustRootOptions{})
@@ -126,10 +115,7 @@ func TestTrustRootFromSigstoreKeys(t *testing.T) {
 
 // Malformed TrustRoots give an error that names the TrustRoot and the field.
 func TestTrustRootErrors(t *testing.T) {
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
+	vs := newVirtualSigstore(t)
 	fulcio := vs.FulcioCertificateAuthorities()[0].(*root.FulcioCertificateAuthority)
 	tsa := vs.TimestampingAuthorities()[0].(*root.SigstoreTimestampingAuthority)
 	pemOf := func(c *x509.Certificate) []byte {
@@ -214,13 +200,8 @@ func TestTrustRootErrors(t *testing.T) {
 // targets hold: the same material as the keys inline, and signatures verify
 // against it.
 func TestTrustRootFromTUF(t *testing.T) {
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := newTestRegistry(t)
-	img := reg.pushImage(t, "keyless/legacy")
-	signKeylessLegacy(t, vs, img, ciSubject, ciIssuer)
+	f := newKeylessImages(t)
+	vs, img := f.vs, f.legacy
 	inline := mustLoadTrustRoot(t, sigstoreKeysOf(t, "tuf", vs), TrustRootOptions{})
 	trustedRootJSON, err := inline.Material.(*root.TrustedRoot).MarshalJSON()
 	if err != nil {
