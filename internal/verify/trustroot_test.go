@@ -370,3 +370,27 @@ func TestPublicGoodTrustRootUnreachable(t *testing.T) {
 		t.Error("the fetcher was never asked: the error does not come from the mirror")
 	}
 }
+
+// BenchmarkLoadTrustRoot: the cost of loading a TrustRoot from keys inline
+// and from an offline TUF repository (unpack, TUF checks, parse).
+func BenchmarkLoadTrustRoot(b *testing.B) {
+	vs := newVirtualSigstore(b)
+	keys := sigstoreKeysOf(b, "bench", vs)
+	inline := mustLoadTrustRoot(b, keys, TrustRootOptions{})
+	trustedRootJSON, err := inline.Material.(*root.TrustedRoot).MarshalJSON()
+	if err != nil {
+		b.Fatal(err)
+	}
+	repo := newTUFRepository(b, trustedRootJSON)
+	offline := &v1alpha1.TrustRoot{ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec: v1alpha1.TrustRootSpec{Repository: &v1alpha1.Repository{Root: repo.root, MirrorFS: repo.mirrorFS(b)}}}
+	for name, tr := range map[string]*v1alpha1.TrustRoot{"sigstoreKeys": keys, "repository": offline} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := LoadTrustRoot(tr, TrustRootOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
