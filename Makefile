@@ -85,7 +85,7 @@ docker-build: ## Build the image IMG (default vigil:dev). Needs a Docker daemon,
 	docker build -t $(IMG) .
 
 .PHONY: tools
-tools: ## Build the pinned etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, controller-gen, promtool, helm, gosec into bin/
+tools: ## Build the pinned etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, controller-gen, promtool, helm, gosec, cosign, crane into bin/
 	BIN=$(BIN) hack/tools/build.sh
 
 $(CONTROLLER_GEN):

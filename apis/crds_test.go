@@ -59,10 +59,11 @@ func TestCRDsInstalled(t *testing.T) {
 	cases := []struct {
 		name      string
 		scope     apiextensionsv1.ResourceScope
-		shortName string
+		shortName string          // "" for none
 		versions  map[string]bool // version -> storage
 	}{
 		{"clusterimagepolicies.policy.sigstore.dev", apiextensionsv1.ClusterScoped, "cip", map[string]bool{"v1alpha1": false, "v1beta1": true}},
+		{"trustroots.policy.sigstore.dev", apiextensionsv1.ClusterScoped, "", map[string]bool{"v1alpha1": true}},
 		{"policyreports.wgpolicyk8s.io", apiextensionsv1.NamespaceScoped, "polr", map[string]bool{"v1alpha2": true}},
 		{"clusterpolicyreports.wgpolicyk8s.io", apiextensionsv1.ClusterScoped, "cpolr", map[string]bool{"v1alpha2": true}},
 		{"reports.openreports.io", apiextensionsv1.NamespaceScoped, "reps", map[string]bool{"v1alpha1": true}},
@@ -77,8 +78,12 @@ func TestCRDsInstalled(t *testing.T) {
 			if crd.Spec.Scope != c.scope {
 				t.Errorf("scope = %s, want %s", crd.Spec.Scope, c.scope)
 			}
-			if !reflect.DeepEqual(crd.Spec.Names.ShortNames, []string{c.shortName}) {
-				t.Errorf("short names = %v, want [%s]", crd.Spec.Names.ShortNames, c.shortName)
+			var wantShort []string
+			if c.shortName != "" {
+				wantShort = []string{c.shortName}
+			}
+			if !reflect.DeepEqual(crd.Spec.Names.ShortNames, wantShort) {
+				t.Errorf("short names = %v, want %v", crd.Spec.Names.ShortNames, wantShort)
 			}
 			got := map[string]bool{}
 			for _, v := range crd.Spec.Versions {

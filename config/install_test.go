@@ -34,6 +34,7 @@ import (
 var defaultObjects = []objectKey{
 	{"Namespace", "", manager.DefaultNamespace},
 	{"CustomResourceDefinition", "", "clusterimagepolicies.policy.sigstore.dev"},
+	{"CustomResourceDefinition", "", "trustroots.policy.sigstore.dev"},
 	{"CustomResourceDefinition", "", "policyreports.wgpolicyk8s.io"},
 	{"CustomResourceDefinition", "", "clusterpolicyreports.wgpolicyk8s.io"},
 	{"ServiceAccount", manager.DefaultNamespace, "vigil-controller"},
@@ -58,7 +59,11 @@ var webhookObjects = []objectKey{
 	{"Secret", manager.DefaultNamespace, manager.DefaultCertSecretName},
 }
 
-var clusterImagePolicyCRD = objectKey{"CustomResourceDefinition", "", "clusterimagepolicies.policy.sigstore.dev"}
+// The CRDs policy-controller owns too, which the overlay beside it leaves out.
+var (
+	clusterImagePolicyCRD = objectKey{"CustomResourceDefinition", "", "clusterimagepolicies.policy.sigstore.dev"}
+	trustRootCRD          = objectKey{"CustomResourceDefinition", "", "trustroots.policy.sigstore.dev"}
+)
 
 // What the openreports overlay adds to config/default.
 var openReportsCRDs = []objectKey{
@@ -158,7 +163,7 @@ func TestBesidePolicyControllerOverlay(t *testing.T) {
 	objs := kustomize(t, besideDir)
 	var want []objectKey
 	for _, k := range defaultObjects {
-		if k != clusterImagePolicyCRD && !slices.Contains(webhookObjects, k) {
+		if k != clusterImagePolicyCRD && k != trustRootCRD && !slices.Contains(webhookObjects, k) {
 			want = append(want, k)
 		}
 	}
@@ -256,7 +261,7 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 	}{
 		{name: "default", overlay: defaultDir},
 		{name: "webhook disabled", overlay: besideDir, helmFlags: []string{"--set", "webhook.enabled=false"},
-			extraCRDs: []objectKey{clusterImagePolicyCRD}},
+			extraCRDs: []objectKey{clusterImagePolicyCRD, trustRootCRD}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,8 @@ tools=(
   "promtool                hack/tools/promtool  github.com/prometheus/prometheus/cmd/promtool"
   "gosec                   hack/tools/gosec     github.com/securego/gosec/v2/cmd/gosec"
   "helm                    hack/tools/helm      helm.sh/helm/v3/cmd/helm"
+  "cosign                  hack/tools/cosign    github.com/sigstore/cosign/v3/cmd/cosign"
+  "crane                   hack/tools/crane     github.com/google/go-containerregistry/cmd/crane"
 )
 
 only=("$@")

@@ -2,7 +2,8 @@
 // the one behind `vigil dev`: etcd and kube-apiserver (through
 // controller-runtime's envtest), kube-controller-manager, kube-scheduler and
 // kwok, which simulates the kubelets of N nodes so that pods get scheduled,
-// become Running and Ready, and go away when deleted.
+// become Running and Ready, and go away when deleted, and an in-process OCI
+// registry on a loopback port for the images those pods name.
 //
 // Every file the cluster needs lives in one temporary directory, every child
 // runs in a process group of its own, and Stop removes both.
@@ -64,6 +65,8 @@ type Cluster struct {
 	controlPlane *envtest.ControlPlane
 	admin        *rest.Config
 	children     []*process // kube-controller-manager, kube-scheduler, kwok
+	registry     *Registry
+	registryLog  *os.File
 
 	failOnce sync.Once
 	failed   chan struct{} // closed when a child exits unexpectedly
@@ -112,6 +115,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	c.logf("etcd and kube-apiserver serve at %s (%s)", c.admin.Host, since(began))
+	if err := c.startRegistry(); err != nil {
+		return nil, err
+	}
+	c.logf("the OCI registry serves at %s", c.registry.Addr())
 	fast := c.RESTConfig()
 	fast.QPS, fast.Burst = componentQPS, componentBurst // creating 100 nodes takes 20s at the default 5/s
 	cs, err := kubernetes.NewForConfig(fast)
@@ -175,6 +182,21 @@ func (c *Cluster) startControlPlane(bins map[string]string) error {
 		return fmt.Errorf("provision the admin user: %w", err)
 	}
 	c.admin = user.Config()
+	return nil
+}
+
+// startRegistry starts the in-process OCI registry, logging to LogDir.
+func (c *Cluster) startRegistry() error {
+	logFile, err := createLog(c.logPath("registry"))
+	if err != nil {
+		return err
+	}
+	r, err := StartRegistry(logFile)
+	if err != nil {
+		_ = logFile.Close()
+		return err
+	}
+	c.registry, c.registryLog = r, logFile
 	return nil
 }
 
@@ -330,6 +352,11 @@ func (c *Cluster) WriteKubeconfig(path string) error {
 	return writeFileAtomic(path, data)
 }
 
+// RegistryAddr is the host:port of the cluster's OCI registry on loopback
+// (plain HTTP), for image references such as <RegistryAddr>/app:v1. Stop
+// stops it and drops its content.
+func (c *Cluster) RegistryAddr() string { return c.registry.Addr() }
+
 // LogDir is the directory of the components' logs, one file per component.
 // Stop removes it.
 func (c *Cluster) LogDir() string { return filepath.Join(c.dir, "logs") }
@@ -354,7 +381,7 @@ func (c *Cluster) Err() error {
 
 // Stop stops every child (SIGTERM to its process group, SIGKILL after a
 // grace period): kwok, the scheduler and the controller manager together,
-// then kube-apiserver, then etcd. Then it removes the temporary directory.
+// then the registry, then kube-apiserver, then etcd. Then it removes the temporary directory.
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		began := time.Now()
@@ -364,6 +391,11 @@ func (c *Cluster) Stop() error {
 			wg.Go(func() { errs[i] = p.stop(stopGrace) })
 		}
 		wg.Wait()
+		if c.registry != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+			errs = append(errs, c.registry.Stop(ctx), c.registryLog.Close())
+			cancel()
+		}
 		if c.controlPlane != nil {
 			errs = append(errs, c.controlPlane.Stop())
 		}

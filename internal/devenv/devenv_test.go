@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -155,6 +157,48 @@ func TestCluster(t *testing.T) {
 		return ready == 3, nil
 	})
 
+	// The cluster's registry serves what is pushed to it, and a pod that
+	// names one of its images by digest gets the imageID a kubelet on
+	// containerd reports: repository@digest, the tag dropped.
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crane.Push(img, c.RegistryAddr()+"/demo/app:v1", crane.Insecure); err != nil {
+		t.Fatalf("push to the cluster's registry: %v", err)
+	}
+	pinned := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "pinned", Namespace: "default"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: "app", Image: c.RegistryAddr() + "/demo/app:v1@" + digest.String()},
+			{Name: "tagged", Image: c.RegistryAddr() + "/demo/app:v1"},
+		}},
+	}
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, pinned, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pinned pod to run", func() (bool, error) {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, "pinned", metav1.GetOptions{})
+		if err != nil || p.Status.Phase != corev1.PodRunning {
+			return false, err
+		}
+		ids := map[string]string{}
+		for _, st := range p.Status.ContainerStatuses {
+			ids[st.Name] = st.ImageID
+		}
+		if want := c.RegistryAddr() + "/demo/app@" + digest.String(); ids["app"] != want {
+			t.Fatalf("imageID of the container pinned by digest = %q, want %q", ids["app"], want)
+		}
+		if ids["tagged"] != "" {
+			t.Fatalf("imageID of the container named by tag = %q, want none (kwok cannot resolve tags)", ids["tagged"])
+		}
+		return true, nil
+	})
+
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: "once", Namespace: "default"},
 		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
@@ -201,6 +245,9 @@ func TestCluster(t *testing.T) {
 	stopped = true
 	if err := c.Stop(); err != nil {
 		t.Errorf("Stop: %v", err)
+	}
+	if _, err := crane.Digest(c.RegistryAddr()+"/demo/app:v1", crane.Insecure); err == nil {
+		t.Error("the registry still serves after Stop")
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("Stop left %s behind (%v)", dir, err)

@@ -21,7 +21,7 @@ var (
 
 	// AddToScheme adds this package's types to a scheme.
 	AddToScheme = func(s *runtime.Scheme) error {
-		s.AddKnownTypes(GroupVersion, &ClusterImagePolicy{}, &ClusterImagePolicyList{})
+		s.AddKnownTypes(GroupVersion, &ClusterImagePolicy{}, &ClusterImagePolicyList{}, &TrustRoot{}, &TrustRootList{})
 		metav1.AddToGroupVersion(s, GroupVersion)
 		return nil
 	}

@@ -1,0 +1,460 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
+	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+	"github.com/sigstore/sigstore-go/pkg/tlog"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// testRegistry is go-containerregistry's in-memory registry on a loopback
+// port, behind a switch that can demand basic auth for repositories under
+// private/, answer 429, or refuse HEAD.
+type testRegistry struct {
+	srv      *httptest.Server
+	host     string
+	mode     atomic.Value // "", "429", "nohead"
+	requests atomic.Int64
+	gate     atomic.Pointer[chan struct{}] // when set, requests wait for it to close
+}
+
+const testUser, testPassword = "reader", "s3cret"
+
+func newTestRegistry(t testing.TB) *testRegistry {
+	t.Helper()
+	r := &testRegistry{}
+	r.mode.Store("")
+	inner := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.requests.Add(1)
+		if g := r.gate.Load(); g != nil {
+			<-*g
+		}
+		user, pass, hasAuth := req.BasicAuth()
+		authed := hasAuth && user == testUser && pass == testPassword
+		switch {
+		case r.mode.Load() == "429":
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		case r.mode.Load() == "nohead" && req.Method == http.MethodHead && strings.Contains(req.URL.Path, "/manifests/"):
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		case req.URL.Path == "/v2/" && !authed,
+			strings.HasPrefix(req.URL.Path, "/v2/private/") && !authed:
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		inner.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.srv.Close)
+	r.host = strings.TrimPrefix(r.srv.URL, "http://")
+	return r
+}
+
+// pushImage pushes a random image and returns its digest reference.
+func (r *testRegistry) pushImage(t testing.TB, repo string) name.Digest {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(r.host + "/" + repo + ":latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img, remote.WithAuthFromKeychain(r.keychain())); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag.Context().Digest(d.String())
+}
+
+// keychain holds the registry's credentials.
+func (r *testRegistry) keychain() authn.Keychain { return staticKeychain{} }
+
+type staticKeychain struct{}
+
+func (staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return authn.FromConfig(authn.AuthConfig{Username: testUser, Password: testPassword}), nil
+}
+
+// cosignBinary is the real cosign CLI built by `make tools`.
+func cosignBinary(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("COSIGN")
+	if bin == "" {
+		for _, c := range []string{"../../bin/cosign", "/work/main/bin/cosign"} {
+			if _, err := os.Stat(c); err == nil {
+				bin = c
+				break
+			}
+		}
+	}
+	if bin == "" {
+		t.Skip("no cosign binary: run `make tools` (or set COSIGN) to test against signatures written by the real cosign CLI")
+	}
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// cosignKey generates a key pair with the real cosign CLI and returns the
+// private key path and the public key PEM.
+func cosignKey(t testing.TB, cosign string) (string, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(cosign, "generate-key-pair")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "cosign.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "cosign.key"), pub
+}
+
+// cosignSign signs d with the real cosign CLI, offline (no transparency
+// log, no signing config). env adds variables (COSIGN_REPOSITORY).
+func cosignSign(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, env ...string) {
+	t.Helper()
+	args := []string{"sign", "--key", key, "--yes", "--tlog-upload=false", "--use-signing-config=false",
+		"--allow-insecure-registry", "--allow-http-registry",
+		"--registry-username", testUser, "--registry-password", testPassword,
+		"--new-bundle-format=" + fmt.Sprint(format == FormatBundle), d.String()}
+	cmd := exec.Command(cosign, args...)
+	cmd.Env = append(append(os.Environ(), "COSIGN_PASSWORD=", "TUF_ROOT="+t.TempDir()), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// simpleSigningPayload is what cosign signs for an image.
+func simpleSigningPayload(d name.Digest) []byte {
+	return []byte(fmt.Sprintf(`{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`,
+		d.Context().Name(), d.DigestStr()))
+}
+
+// signKeylessLegacy signs d with a VirtualSigstore certificate for
+// (subject, issuer) and writes the signature the way cosign lays out a
+// keyless legacy signature: payload layer, certificate, chain and Rekor bundle.
+func signKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer string) {
+	t.Helper()
+	payload := simpleSigningPayload(d)
+	e, err := vs.Sign(subject, issuer, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := e.VerificationContent()
+	sc, _ := e.SignatureContent()
+	entries, _ := e.TlogEntries()
+	certPEM, err := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tle := entries[0].TransparencyLogEntry()
+	rp, set := inclusionPromise(t, vs, tle)
+	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
+	img, err := mutate.Append(empty.Image, mutate.Addendum{
+		Layer: static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
+		Annotations: map[string]string{
+			annotationSignature:   base64.StdEncoding.EncodeToString(sc.Signature()),
+			annotationCertificate: string(certPEM),
+			annotationBundle:      string(rb),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inclusionPromise is the Rekor payload of a log entry and the VirtualSigstore's
+// signed entry timestamp over it.
+func inclusionPromise(t testing.TB, vs *ca.VirtualSigstore, tle *protorekor.TransparencyLogEntry) (tlog.RekorPayload, []byte) {
+	t.Helper()
+	rp := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.CanonicalizedBody), IntegratedTime: tle.IntegratedTime,
+		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)}
+	set, err := vs.RekorSignPayload(rp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp, set
+}
+
+// signKeylessBundle attests d with a VirtualSigstore certificate, the way
+// cosign v3 signs: a DSSE envelope of an in-toto statement of type
+// https://sigstore.dev/cosign/sign/v1 in a v0.3 bundle, attached as a referrer.
+func signKeylessBundle(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer, predicateType string) {
+	t.Helper()
+	statement := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":%q,"digest":{"sha256":%q}}],"predicateType":%q,"predicate":{}}`,
+		d.Context().Name(), strings.TrimPrefix(d.DigestStr(), "sha256:"), predicateType)
+	e, err := vs.AttestAtTime(subject, issuer, []byte(statement), time.Now().Add(5*time.Minute), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := e.VerificationContent()
+	sc, _ := e.SignatureContent()
+	entries, _ := e.TlogEntries()
+	tss, _ := e.Timestamps()
+	env := sc.EnvelopeContent().RawEnvelope()
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
+	tle := entries[0].TransparencyLogEntry()
+	_, set := inclusionPromise(t, vs, tle)
+	tle.KindVersion = &protorekor.KindVersion{Kind: "dsse", Version: "0.0.1"}
+	tle.InclusionPromise = &protorekor.InclusionPromise{SignedEntryTimestamp: set}
+	var ts []*protocommon.RFC3161SignedTimestamp
+	for _, t := range tss {
+		ts = append(ts, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: t})
+	}
+	pb := &protobundle.Bundle{
+		MediaType: bundleMediaType,
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content:                   &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: vc.Certificate().Raw}},
+			TlogEntries:               []*protorekor.TransparencyLogEntry{tle},
+			TimestampVerificationData: &protobundle.TimestampVerificationData{Rfc3161Timestamps: ts},
+		},
+		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
+			Payload: payload, PayloadType: env.PayloadType, Signatures: []*protodsse.Signature{{Sig: sig}},
+		}},
+	}
+	raw, err := protojson.Marshal(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attachReferrer(t, d, d.Context(), raw)
+}
+
+// attachReferrer pushes a bundle as an OCI 1.1 referrer of d into repo, as
+// cosign does: an empty config, one bundle layer, artifactType and subject.
+func attachReferrer(t testing.TB, d name.Digest, repo name.Repository, bundleJSON []byte, opts ...remote.Option) {
+	t.Helper()
+	subject, err := remote.Head(d, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := static.NewLayer([]byte("{}"), emptyConfigType)
+	layer := static.NewLayer(bundleJSON, bundleMediaType)
+	for _, l := range []v1.Layer{cfg, layer} {
+		if err := remote.WriteLayer(repo, l, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	desc := func(l v1.Layer) map[string]any {
+		dg, _ := l.Digest()
+		sz, _ := l.Size()
+		mt, _ := l.MediaType()
+		return map[string]any{"mediaType": mt, "digest": dg.String(), "size": sz}
+	}
+	m, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": types.OCIManifestSchema1, "artifactType": bundleMediaType,
+		"config": desc(cfg), "layers": []any{desc(layer)},
+		"subject": map[string]any{"mediaType": subject.MediaType, "digest": subject.Digest.String(), "size": subject.Size},
+	})
+	sum := sha256.Sum256(m)
+	if err := remote.Put(repo.Digest("sha256:"+hex.EncodeToString(sum[:])), rawManifest(m), opts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type rawManifest []byte
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+
+// copySignatures copies the .sig manifest of from to the signature tag of
+// to in repo (with prefix), as a registry-side tamper or a relocation would.
+func copySignatures(t testing.TB, from, to name.Digest, repo name.Repository, prefix string) {
+	t.Helper()
+	src := from.Context().Tag(strings.Replace(from.DigestStr(), ":", "-", 1) + ".sig")
+	img, err := remote.Image(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := repo.Tag(prefix + strings.Replace(to.DigestStr(), ":", "-", 1) + ".sig")
+	if err := remote.Write(dst, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// countingObserver counts what the verifier reports.
+type countingObserver struct {
+	mu       sync.Mutex
+	requests map[string]int // "host code"
+	hits     int
+	misses   int
+	outcomes map[string]int
+}
+
+func newCountingObserver() *countingObserver {
+	return &countingObserver{requests: map[string]int{}, outcomes: map[string]int{}}
+}
+
+func (o *countingObserver) RegistryRequest(host string, code int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.requests[fmt.Sprintf("%s %d", host, code)]++
+}
+
+func (o *countingObserver) CacheLookup(hit bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if hit {
+		o.hits++
+	} else {
+		o.misses++
+	}
+}
+
+func (o *countingObserver) Verified(outcome string, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.outcomes[outcome]++
+}
+
+func (o *countingObserver) snapshot() (hits, misses int, outcomes map[string]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range o.outcomes {
+		out[k] = v
+	}
+	return o.hits, o.misses, out
+}
+
+// mustCompile compiles an authority spec or fails the test.
+func mustCompile(t testing.TB, spec AuthoritySpec) *Authority {
+	t.Helper()
+	a, err := Compile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// expectReason checks an error's reason and that its message names the
+// authority and the image.
+func expectReason(t *testing.T, err error, want Reason, a *Authority, d name.Digest, contains string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("verification passed, want %s", want)
+	}
+	if got := ReasonOf(err); got != want {
+		t.Fatalf("reason %q, want %q: %v", got, want, err)
+	}
+	msg := err.Error()
+	for _, s := range []string{"validation failed for authority " + a.Name(), d.String(), contains} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("message %q does not contain %q", msg, s)
+		}
+	}
+}
+
+// hold makes the registry's requests wait until the returned func runs.
+func (r *testRegistry) hold() (release func()) {
+	g := make(chan struct{})
+	r.gate.Store(&g)
+	var once sync.Once
+	return func() { once.Do(func() { close(g) }) }
+}
+
+func mustDigest(t testing.TB, s string) name.Digest {
+	t.Helper()
+	d, err := name.NewDigest(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func newVirtualSigstore(t testing.TB) *ca.VirtualSigstore {
+	t.Helper()
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// keylessImages: a VirtualSigstore and two images it signed for ciSubject
+// and ciIssuer, one in the legacy layout and one as a bundle.
+type keylessImages struct {
+	vs              *ca.VirtualSigstore
+	reg             *testRegistry
+	legacy, bundled name.Digest
+}
+
+func newKeylessImages(t testing.TB) *keylessImages {
+	t.Helper()
+	f := &keylessImages{vs: newVirtualSigstore(t), reg: newTestRegistry(t)}
+	f.legacy = f.reg.pushImage(t, "keyless/legacy")
+	signKeylessLegacy(t, f.vs, f.legacy, ciSubject, ciIssuer)
+	f.bundled = f.reg.pushImage(t, "keyless/bundle")
+	signKeylessBundle(t, f.vs, f.bundled, ciSubject, ciIssuer, cosignSignPredicate)
+	return f
+}

@@ -1,0 +1,226 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/singleflight"
+)
+
+// Options configure a Verifier; zero values take the defaults in brackets.
+type Options struct {
+	PassTTL         time.Duration // how long a pass stands [1h]
+	FailTTL         time.Duration // how long a verified failure stands [10m]
+	ErrorBackoff    time.Duration // first wait after an error [1s], doubling
+	MaxErrorBackoff time.Duration // longest wait after errors [1m]
+	CacheSize       int           // entries kept, least recently used evicted [10000]
+	Timeout         time.Duration // one verification, all its registry requests [30s]
+
+	GlobalQPS     float64 // registry requests per second, all registries [50]
+	GlobalBurst   int     // [100]
+	RegistryQPS   float64 // registry requests per second to one registry [10]
+	RegistryBurst int     // [20]
+	// AdmissionReserve is the fraction of each bucket's burst that the
+	// background lane leaves to admission [0.5].
+	AdmissionReserve float64
+
+	Transport http.RoundTripper // [go-containerregistry's DefaultTransport]
+	Observer  Observer          // [none]
+	Now       func() time.Time  // [time.Now]; tests inject a clock
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.PassTTL, time.Hour)
+	def(&o.FailTTL, 10*time.Minute)
+	def(&o.ErrorBackoff, time.Second)
+	def(&o.MaxErrorBackoff, time.Minute)
+	def(&o.Timeout, 30*time.Second)
+	if o.CacheSize <= 0 {
+		o.CacheSize = 10000
+	}
+	if o.GlobalQPS <= 0 {
+		o.GlobalQPS, o.GlobalBurst = 50, max(o.GlobalBurst, 100)
+	}
+	if o.GlobalBurst <= 0 {
+		o.GlobalBurst = 100
+	}
+	if o.RegistryQPS <= 0 {
+		o.RegistryQPS, o.RegistryBurst = 10, max(o.RegistryBurst, 20)
+	}
+	if o.RegistryBurst <= 0 {
+		o.RegistryBurst = 20
+	}
+	if o.AdmissionReserve <= 0 || o.AdmissionReserve >= 1 {
+		o.AdmissionReserve = 0.5
+	}
+	if o.Transport == nil {
+		o.Transport = remote.DefaultTransport
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Verifier verifies images against authorities, with a cache and rate
+// limits; one instance serves a whole process. Safe for concurrent use.
+type Verifier struct {
+	opts      Options
+	transport http.RoundTripper
+	cache     *cache
+	flights   singleflight.Group
+}
+
+// New returns a Verifier.
+func New(o Options) *Verifier {
+	o = o.withDefaults()
+	return &Verifier{
+		opts: o,
+		transport: &limitedTransport{
+			base:     o.Transport,
+			limiter:  newLimiter(o.GlobalQPS, o.GlobalBurst, o.RegistryQPS, o.RegistryBurst, o.AdmissionReserve),
+			now:      o.Now,
+			observer: o.Observer,
+		},
+		cache: newCache(o.CacheSize, o.PassTTL, o.FailTTL, o.ErrorBackoff, o.MaxErrorBackoff),
+	}
+}
+
+// Request is one image to verify against one authority.
+type Request struct {
+	// Image is a reference; a tag is resolved to its digest first.
+	Image string
+	// Keychain gives credentials for the image's registry (for example
+	// authn/kubernetes from the pod's namespace, service account and
+	// imagePullSecrets); nil means anonymous.
+	Keychain authn.Keychain
+	// SignatureKeychain gives credentials for the signature repository
+	// (the authority's signaturePullSecrets); nil means Keychain.
+	SignatureKeychain authn.Keychain
+	// Lane is admission (goes first) or background.
+	Lane Lane
+	// Refresh verifies again even when a verdict is cached (background
+	// re-verification before an entry expires). Errors still back off.
+	Refresh bool
+}
+
+// Evidence is a pass: the signatures that satisfied the authority.
+type Evidence struct {
+	Authority  string
+	Image      name.Digest
+	Signatures []Signature
+	VerifiedAt time.Time
+	ExpiresAt  time.Time // the pass stands until then
+	Cached     bool      // answered from the cache
+}
+
+// Verify checks that the image carries a signature satisfying the
+// authority. It returns evidence, or an *Error whose Reason says whether
+// it is a verified failure (Reason.Verdict) or an error.
+func (v *Verifier) Verify(ctx context.Context, a *Authority, req Request) (*Evidence, error) {
+	d, err := v.Resolve(ctx, req.Image, req.Keychain, req.Lane)
+	if err != nil {
+		var ve *Error
+		if errors.As(err, &ve) {
+			ve.Authority, ve.Kind = a.name, a.kind
+		}
+		return nil, err
+	}
+	key := d.String() + "|" + a.fingerprint
+	if ev, err, ok := v.cache.lookup(key, v.opts.Now(), req.Refresh); ok {
+		v.opts.Observer.CacheLookup(true)
+		return cachedCopy(ev), v.wrap(a, d, err)
+	}
+	flight := key
+	if req.Refresh {
+		flight += "|refresh"
+	}
+	ch := v.flights.DoChan(flight, func() (any, error) {
+		// The shared work outlives any one caller's deadline, so a caller
+		// that gives up does not fail the others; its result is cached.
+		fctx, cancel := context.WithTimeout(WithLane(context.WithoutCancel(ctx), req.Lane), v.opts.Timeout)
+		defer cancel()
+		start := time.Now()
+		ev, err := v.verify(fctx, a, d, req)
+		outcome := "pass"
+		if err != nil {
+			outcome = string(ReasonOf(err))
+		}
+		v.opts.Observer.Verified(outcome, time.Since(start))
+		return v.cache.store(key, v.opts.Now(), ev, err), err
+	})
+	v.opts.Observer.CacheLookup(false) // after joining the flight: tests wait on it
+	select {
+	case r := <-ch:
+		ev, _ := r.Val.(*Evidence)
+		if r.Err != nil {
+			ev = nil
+		}
+		return ev, v.wrap(a, d, r.Err)
+	case <-ctx.Done():
+		return nil, v.wrap(a, d, &classified{reason: ReasonTimeout, err: fmt.Errorf("verification did not finish in time: %w", ctx.Err())})
+	}
+}
+
+func cachedCopy(ev *Evidence) *Evidence {
+	if ev == nil {
+		return nil
+	}
+	c := *ev
+	c.Cached = true
+	return &c
+}
+
+// wrap names the authority and the image in an error.
+func (v *Verifier) wrap(a *Authority, d name.Digest, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ve *Error
+	if errors.As(err, &ve) {
+		return err
+	}
+	return &Error{Reason: ReasonOf(err), Authority: a.name, Kind: a.kind, Image: d.String(), Err: err}
+}
+
+// verify does the registry work and the cryptography of one verification.
+func (v *Verifier) verify(ctx context.Context, a *Authority, d name.Digest, req Request) (*Evidence, error) {
+	if a.kind == "keyless" && a.keyless == nil {
+		return nil, failure(ReasonMissingTrustRoot, "no trust root is available for keyless verification")
+	}
+	kc := req.Keychain
+	if a.source != nil && req.SignatureKeychain != nil {
+		kc = req.SignatureKeychain
+	}
+	var sigs []Signature
+	var err error
+	if a.format == FormatBundle {
+		var refs []bundleReferrer
+		if refs, err = v.bundles(ctx, a, d, kc); err == nil {
+			sigs, err = a.verifyBundles(refs, d)
+		}
+	} else {
+		var layers []legacySignature
+		if layers, err = v.legacySignatures(ctx, a, d, kc); err == nil {
+			sigs, err = a.verifyLegacy(layers, d)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Evidence{Authority: a.name, Image: d, Signatures: sigs}, nil
+}
