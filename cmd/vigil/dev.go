@@ -163,8 +163,8 @@ func runDev(cmd *cobra.Command, o devOptions) (err error) {
 		}
 	}()
 	fmt.Fprintf(cmd.OutOrStdout(),
-		"vigil dev: ready in %s with %d nodes; use it with `export KUBECONFIG=%s` or `kubectl --kubeconfig %s ...` (component logs in %s); Ctrl-C stops it\n",
-		time.Since(began).Round(100*time.Millisecond), o.nodes, kubeconfig, kubeconfig, cluster.LogDir())
+		"vigil dev: ready in %s with %d nodes; use it with `export KUBECONFIG=%s` or `kubectl --kubeconfig %s ...`; an OCI registry (plain HTTP) at %s, whose images pods may name (component logs in %s); Ctrl-C stops it\n",
+		time.Since(began).Round(100*time.Millisecond), o.nodes, kubeconfig, kubeconfig, cluster.RegistryAddr(), cluster.LogDir())
 
 	select {
 	case <-ctx.Done():
