@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // fuzzRego denies host networking and privileged containers, in enforce mode.
@@ -99,7 +100,15 @@ func FuzzDecide(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"h"},"spec":{"hostNetwork":true,"containers":[{"name":"c","image":"registry.test/x"}]}}`), uint8(1))
 	f.Add([]byte(`{"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"c","image":"x","securityContext":{"privileged":true}}]}}`), uint8(3))
 
+	// noMatch 5 and up multiply the containers (see the fuzz function).
+	f.Add([]byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"template":{"spec":{"containers":[{"name":"a","image":"registry.test/a"},{"name":"b","image":"x","securityContext":{"privileged":true}}]}}}}`), uint8(5*50))
+
 	f.Fuzz(func(t *testing.T, raw []byte, noMatch uint8) {
+		// The no-match byte also says how many containers the object gets:
+		// noMatch/5 times 8, up to 408 (0: as given).
+		if times := int(noMatch) / len(fuzzNoMatch); times > 0 {
+			raw = testenv.MultiplyContainers(raw, times*8)
+		}
 		obj, err := policy.DecodeObject(raw)
 		if err != nil {
 			if obj != nil {
