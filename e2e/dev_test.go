@@ -56,15 +56,15 @@ func TestDevCluster(t *testing.T) {
 		const ns = "e2e-dev"
 		d.MustKubectl(t, "create", "namespace", ns)
 		d.MustKubectl(t, "-n", ns, "create", "deployment", "web", "--image=registry.k8s.io/pause:3.10", "--replicas=3")
-		waitFor(t, time.Minute, "3 pods Running", func() (bool, string) {
+		waitFor(t, waitTimeout, "3 pods Running", func() (bool, string) {
 			out, err := d.Kubectl("-n", ns, "get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}")
 			return err == nil && strings.Count(out, "Running") == 3, out
 		})
-		d.MustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout=60s")
-		d.MustKubectl(t, "-n", ns, "rollout", "status", "deployment/web", "--timeout=60s")
+		d.MustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout=90s")
+		d.MustKubectl(t, "-n", ns, "rollout", "status", "deployment/web", "--timeout=90s")
 
 		d.MustKubectl(t, "-n", ns, "delete", "deployment", "web")
-		waitFor(t, time.Minute, "the ReplicaSet and pods to be gone", func() (bool, string) {
+		waitFor(t, waitTimeout, "the ReplicaSet and pods to be gone", func() (bool, string) {
 			out, err := d.Kubectl("-n", ns, "get", "replicasets,pods", "-l", "app=web", "-o", "name")
 			return err == nil && strings.TrimSpace(out) == "", out
 		})

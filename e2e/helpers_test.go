@@ -24,7 +24,7 @@ import (
 const (
 	devReadyTimeout = 3 * time.Minute // `vigil dev` until its kubeconfig appears
 	devStopTimeout  = time.Minute     // SIGTERM until `vigil dev` exits
-	kubectlTimeout  = time.Minute     // one kubectl command
+	kubectlTimeout  = 2 * time.Minute // one kubectl command (kubectl wait --timeout=90s included)
 	pollInterval    = 200 * time.Millisecond
 )
 
@@ -105,7 +105,30 @@ func (p *subprocess) exited() bool {
 // and a TMPDIR of its own, a free metrics port and the extra args (say
 // "--nodes", "5"), and waits until the kubeconfig appears. The test's cleanup
 // stops it if the test did not.
+//
+// The ports of the metrics, the webhook, kube-controller-manager and
+// kube-scheduler come from the kernel (":0"), which hands a port out again
+// once its first listener has closed: another process may bind it before
+// the component does. Then vigil dev exits saying "address already in use",
+// and it is started again with new ports, up to three times.
 func startDev(t testing.TB, args ...string) *devEnv {
+	t.Helper()
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		d, err := tryStartDev(t, args...)
+		if err == nil {
+			return d
+		}
+		if !d.exited() || !strings.Contains(d.Output(), "address already in use") || attempt == attempts {
+			t.Fatalf("%v; its output:\n%s", err, d.Output())
+		}
+		t.Logf("attempt %d: %v, a port was taken meanwhile; its output:\n%s", attempt, err, d.Output())
+	}
+}
+
+// tryStartDev is one attempt of startDev: the error says why vigil dev did
+// not write its kubeconfig.
+func tryStartDev(t testing.TB, args ...string) (*devEnv, error) {
 	t.Helper()
 	vigil, kubectl := vigilBin(t), kubectlBin(t)
 	base := t.TempDir()
@@ -141,13 +164,13 @@ func startDev(t testing.TB, args ...string) *devEnv {
 	for {
 		if _, err := os.Stat(d.Kubeconfig); err == nil {
 			d.ReadyAfter = time.Since(began)
-			return d
+			return d, nil
 		}
 		if d.exited() {
-			t.Fatalf("vigil dev exited (%v) before writing %s; its output:\n%s", d.waitErr, d.Kubeconfig, d.Output())
+			return d, fmt.Errorf("vigil dev exited (%v) before writing %s", d.waitErr, d.Kubeconfig)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("vigil dev did not write %s within %s; its output:\n%s", d.Kubeconfig, devReadyTimeout, d.Output())
+			return d, fmt.Errorf("vigil dev did not write %s within %s", d.Kubeconfig, devReadyTimeout)
 		}
 		time.Sleep(pollInterval)
 	}

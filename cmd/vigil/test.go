@@ -366,6 +366,10 @@ func readFile(file string) ([]document, error) {
 		if err != nil {
 			return nil, d.errorf("%v", err)
 		}
+		// YAML would refuse a byte that is not UTF-8 without saying where.
+		if err := policy.CheckUTF8(raw); err != nil {
+			return nil, d.errorf("%v", err)
+		}
 		js, err := yaml.YAMLToJSONStrict(raw)
 		if err != nil {
 			return nil, d.errorf("malformed YAML: %v", err)

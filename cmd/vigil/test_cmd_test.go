@@ -227,6 +227,13 @@ func TestVigilTestBadInput(t *testing.T) {
 		{"duplicate policy", []string{"-p", policy, "-p", policy, "-r", pod}, []string{`ClusterImagePolicy "no-net-admin" is also defined in`}},
 		{"type error in a resource", []string{"-p", policy, "-r", writeFile(t, dir, "typed.yaml", "apiVersion: v1\nkind: Pod\nspec: {hostNetwork: maybe}\n")},
 			[]string{"typed.yaml: document 1: v1 Pod:"}},
+		// Not UTF-8: YAML alone would say "invalid leading UTF-8 octet", naming neither line nor key.
+		{"invalid UTF-8 in a key", []string{"-p", policy, "-r", writeFile(t, dir, "key.yaml", goodPod+"---\n"+strings.Replace(goodPod, "name: good", "name: good, labels: {\"te\xf3m\": a}", 1))},
+			[]string{"key.yaml: document 2: not valid UTF-8: byte 0xf3 at line 3, column 36 (offset 60)"}},
+		{"invalid UTF-8 in a value", []string{"-p", policy, "-r", writeFile(t, dir, "value.json", "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"caf\xe9\"},\"spec\":{\"containers\":[{\"name\":\"app\",\"image\":\"nginx\"}]}}")},
+			[]string{"value.json: document 1: not valid UTF-8: byte 0xe9 at line 1, column 56 (offset 55), in the value of metadata.name"}},
+		{"invalid UTF-8 in a policy", []string{"-p", writeFile(t, dir, "policy-latin1.yaml", strings.Replace(capsPolicy, "no-net-admin", "no-net-admin\n  annotations: {owner: \"J\xfcrgen\"}", 1)), "-r", pod},
+			[]string{"policy-latin1.yaml: document 1: not valid UTF-8: byte 0xfc"}},
 		{"missing file", []string{"-p", policy, "-r", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml"}},
 		{"no resources", []string{"-p", policy}, []string{"--policy and --resource are required"}},
 		{"empty directory", []string{"-p", policy, "-r", t.TempDir()}, []string{"no .yaml, .yml or .json files"}},

@@ -116,6 +116,40 @@ func TestWorkloadValidatorMalformed(t *testing.T) {
 	}
 }
 
+// TestWorkloadValidatorInvalidUTF8: an object that is not UTF-8 is bad
+// input, denied naming the object, the byte and the key or value holding it,
+// even by a policy that admits every image (issue 19), through Handle and
+// through controller-runtime's HTTP handler.
+func TestWorkloadValidatorInvalidUTF8(t *testing.T) {
+	permissive := &WorkloadValidator{Policies: seedStore(t, "cip-permissive.yaml"), NoMatch: fixedNoMatch(policy.NoMatchAllow)}
+	pod := func(labelKey, container string) []byte {
+		return []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"yolo","labels":{"` + labelKey +
+			`":"x"}},"spec":{"containers":[{"name":"` + container + `","image":"docker.io/ubuntu"}]}}`)
+	}
+	if resp := permissive.Handle(context.Background(), request(admissionv1.Create, "Pod", pod("app", "c"), nil)); !resp.Allowed {
+		t.Fatalf("the valid pod was denied: %v", resp.Result)
+	}
+	for _, c := range []struct {
+		name string
+		obj  []byte
+		want string
+	}{
+		{"key", pod("app\xf3", "c"), `Pod "yolo" in namespace "default": not valid UTF-8: byte 0xf3 at line 1, column 73 (offset 72), in a key in metadata.labels`},
+		{"value", pod("app", "c\xc3\x28"), `Pod "yolo" in namespace "default": not valid UTF-8: byte 0xc3 at line 1, column 113 (offset 112), in the value of spec.containers[0].name`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp := permissive.Handle(context.Background(), request(admissionv1.Create, "Pod", c.obj, nil))
+			if resp.Allowed || resp.Result.Code != http.StatusBadRequest || resp.Result.Message != c.want {
+				t.Errorf("Handle: allowed=%v %+v;\nwant a 400 denial %q", resp.Allowed, resp.Result, c.want)
+			}
+			viaHTTP, _ := serve(t, permissive, review(metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, admissionv1.Create, c.obj))
+			if viaHTTP.Allowed || viaHTTP.Result == nil || !strings.Contains(viaHTTP.Result.Message, "not valid UTF-8: byte") {
+				t.Errorf("HTTP: allowed=%v %+v", viaHTTP.Allowed, viaHTTP.Result)
+			}
+		})
+	}
+}
+
 func TestWorkloadValidatorWaitsForPolicies(t *testing.T) {
 	v := &WorkloadValidator{Policies: policystore.New(policy.Compiler{}), NoMatch: fixedNoMatch(policy.NoMatchAllow)}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // storeOf compiles the given policy documents (YAML or JSON) into a synced store.
@@ -139,11 +140,20 @@ func FuzzWorkloadValidator(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"a"`), uint8(0), uint8(0), "", []byte(nil))
 	f.Add([]byte(`{"apiVersion":"v1","kind":"Pod","spec":{"containers":"nope"}}`), uint8(0), uint8(0), "", []byte(nil))
 	f.Add([]byte("kind: Pod\napiVersion: v1\nspec:\n  containers:\n  - name: c\n    image: ubuntu\n"), uint8(0), uint8(0), "", []byte(nil))
+	f.Add(manyContainers(300), uint8(0), uint8(0), "", []byte(nil))
+	// kind 3 and up multiply the containers (see the fuzz function).
+	f.Add(pod("registry.test/app:v1"), uint8(3*40), uint8(0), "", []byte(nil))
 
 	var vs validators
 	f.Fuzz(func(t *testing.T, raw []byte, kind, op uint8, sub string, old []byte) {
 		if vs.permissive == nil {
 			vs = newValidators(t)
+		}
+		// The kind's byte also says how many containers the object gets:
+		// kind/3 times 8, up to 680 (0: as given). A decision costs in
+		// proportion to the containers, so a few hundred stay cheap.
+		if times := int(kind) / len(fuzzKinds); times > 0 {
+			raw = testenv.MultiplyContainers(raw, times*8)
 		}
 		req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 			UID: "fuzz", Kind: fuzzKinds[int(kind)%len(fuzzKinds)], Operation: fuzzOps[int(op)%len(fuzzOps)],
@@ -169,6 +179,25 @@ func FuzzWorkloadValidator(f *testing.F) {
 			}
 		}
 	})
+}
+
+// numberedContainers are n containers c0, c1... of images
+// registry.test/app0:v0, app1:v1...; container bad has securityContext sc.
+func numberedContainers(n int, sc *corev1.SecurityContext, bad int) []corev1.Container {
+	cs := make([]corev1.Container, n)
+	for i := range cs {
+		cs[i] = corev1.Container{Name: fmt.Sprintf("c%d", i), Image: fmt.Sprintf("registry.test/app%d:v%d", i, i)}
+	}
+	if bad >= 0 && bad < n {
+		cs[bad].SecurityContext = sc
+	}
+	return cs
+}
+
+// manyContainers is a pod of n containers, the middle one adding NET_ADMIN.
+func manyContainers(n int) []byte {
+	netAdmin := &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}
+	return oddPod("many", numberedContainers(n, netAdmin, n/2))
 }
 
 // review wraps an object in an AdmissionReview as kube-apiserver sends it.
@@ -282,17 +311,6 @@ func oddPod(name string, containers []corev1.Container) []byte {
 func TestWorkloadValidatorOddButValidPods(t *testing.T) {
 	vs := newValidators(t)
 	netAdmin := &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}
-	hundred := func(sc *corev1.SecurityContext, bad int) []corev1.Container {
-		var cs []corev1.Container
-		for i := range 100 {
-			c := corev1.Container{Name: fmt.Sprintf("c%d", i), Image: fmt.Sprintf("registry.test/app%d:v%d", i, i)}
-			if i == bad {
-				c.SecurityContext = sc
-			}
-			cs = append(cs, c)
-		}
-		return cs
-	}
 	digest := "@sha256:" + strings.Repeat("0123456789abcdef", 4)
 	cases := []struct {
 		name string
@@ -303,11 +321,11 @@ func TestWorkloadValidatorOddButValidPods(t *testing.T) {
 		msg         string
 	}{
 		{"no securityContext", oddPod("plain", []corev1.Container{{Name: "c", Image: "ubuntu"}}), true, ""},
-		{"100 containers", oddPod("many", hundred(nil, -1)), true, ""},
+		{"100 containers", oddPod("many", numberedContainers(100, nil, -1)), true, ""},
 		// Every image fails the policy, as in policy-controller; the denial
 		// shows 10 of the 100 entries (issue 14), each naming the container
 		// that fails by its CUE path.
-		{"100 containers, the last with NET_ADMIN", oddPod("many-bad", hundred(netAdmin, 99)), false, "spec.containers.99.securityContext.capabilities.add.0"},
+		{"100 containers, the last with NET_ADMIN", oddPod("many-bad", numberedContainers(100, netAdmin, 99)), false, "spec.containers.99.securityContext.capabilities.add.0"},
 		{"unicode names", oddPod("ünïcødé-ポッド", []corev1.Container{{Name: "コンテナ", Image: "docker.io/library/ubuntu"}}), true, ""},
 		{"unicode names with NET_ADMIN", oddPod("ünïcødé-ポッド", []corev1.Container{{Name: "コンテナ", Image: "ubuntu", SecurityContext: netAdmin}}), false, "failed policy: non-default-capabilities-cue"},
 		{"image with digest", oddPod("digest", []corev1.Container{{Name: "c", Image: "ghcr.io/org/app" + digest}}), true, ""},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,18 +144,20 @@ func TestCluster(t *testing.T) {
 	if _, err := cs.AppsV1().Deployments("default").Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "3 pods Running and Ready", func() (bool, error) {
+	waitFor(t, "3 pods Running and Ready", func() (bool, string) {
 		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
-			return false, err
+			return false, err.Error()
 		}
 		ready := 0
+		var seen []string
 		for _, p := range pods.Items {
 			if p.Status.Phase == corev1.PodRunning && podReady(&p) && p.Status.PodIP != "" && p.Spec.NodeName != "" {
 				ready++
 			}
+			seen = append(seen, fmt.Sprintf("%s %s ready=%v ip=%q node=%q", p.Name, p.Status.Phase, podReady(&p), p.Status.PodIP, p.Spec.NodeName))
 		}
-		return ready == 3, nil
+		return ready == 3, fmt.Sprintf("%d pods: %s", len(pods.Items), strings.Join(seen, "; "))
 	})
 
 	// The cluster's registry serves what is pushed to it, and a pod that
@@ -181,10 +184,13 @@ func TestCluster(t *testing.T) {
 	if _, err := cs.CoreV1().Pods("default").Create(ctx, pinned, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the pinned pod to run", func() (bool, error) {
+	waitFor(t, "the pinned pod to run", func() (bool, string) {
 		p, err := cs.CoreV1().Pods("default").Get(ctx, "pinned", metav1.GetOptions{})
-		if err != nil || p.Status.Phase != corev1.PodRunning {
-			return false, err
+		if err != nil {
+			return false, err.Error()
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			return false, "phase " + string(p.Status.Phase)
 		}
 		ids := map[string]string{}
 		for _, st := range p.Status.ContainerStatuses {
@@ -196,7 +202,7 @@ func TestCluster(t *testing.T) {
 		if ids["tagged"] != "" {
 			t.Fatalf("imageID of the container named by tag = %q, want none (kwok cannot resolve tags)", ids["tagged"])
 		}
-		return true, nil
+		return true, ""
 	})
 
 	job := &batchv1.Job{
@@ -209,9 +215,12 @@ func TestCluster(t *testing.T) {
 	if _, err := cs.BatchV1().Jobs("default").Create(ctx, job, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the Job to complete", func() (bool, error) {
+	waitFor(t, "the Job to complete", func() (bool, string) {
 		j, err := cs.BatchV1().Jobs("default").Get(ctx, "once", metav1.GetOptions{})
-		return err == nil && j.Status.Succeeded == 1, err
+		if err != nil {
+			return false, err.Error()
+		}
+		return j.Status.Succeeded == 1, fmt.Sprintf("status %+v", j.Status)
 	})
 
 	if err := cs.AppsV1().Deployments("default").Delete(ctx, "web", metav1.DeleteOptions{
@@ -219,9 +228,12 @@ func TestCluster(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the Deployment's pods to be gone", func() (bool, error) {
+	waitFor(t, "the Deployment's pods to be gone", func() (bool, string) {
 		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
-		return err == nil && len(pods.Items) == 0, err
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(pods.Items) == 0, fmt.Sprintf("%d pods left", len(pods.Items))
 	})
 
 	// A component that dies is reported, with its name and log.
@@ -237,8 +249,8 @@ func TestCluster(t *testing.T) {
 		if err := c.Err(); err == nil || !strings.Contains(err.Error(), "kwok exited unexpectedly") {
 			t.Errorf("Err after kwok was killed: %v", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Error("Failed was not closed after kwok was killed")
+	case <-time.After(waitTimeout):
+		t.Errorf("Failed was not closed within %s after kwok was killed", waitTimeout)
 	}
 
 	dir := c.Dir()
@@ -266,15 +278,20 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-func waitFor(t *testing.T, what string, cond func() (bool, error)) {
+// waitTimeout bounds each wait: generous, for a loaded 2-core machine.
+const waitTimeout = 3 * time.Minute
+
+// waitFor polls cond until it holds, failing the test after waitTimeout with
+// what cond last observed.
+func waitFor(t *testing.T, what string, cond func() (ok bool, observed string)) {
 	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		ok, err := cond()
-		last = err
+	var last string
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
+		ok, observed := cond()
+		last = observed
 		return ok, nil
 	})
 	if err != nil {
-		t.Fatalf("waiting for %s: %v (last error: %v)", what, err, last)
+		t.Fatalf("waiting for %s: %v; last observed: %s", what, err, last)
 	}
 }

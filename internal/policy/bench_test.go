@@ -379,6 +379,20 @@ func BenchmarkDecision(b *testing.B) {
 			}
 		}
 	})
+	// The UTF-8 check DecodeObject starts with, alone: its share of the decode.
+	b.Run("object/check-utf8", func(b *testing.B) {
+		raw, err := json.Marshal(f.realFail.typed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(raw)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := CheckUTF8(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("object/from-runtime", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

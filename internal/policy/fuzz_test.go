@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // fuzzRego denies host networking and privileged containers, in enforce mode.
@@ -109,7 +110,15 @@ func FuzzDecide(f *testing.F) {
 		return fmt.Sprintf(`{"name":"c%d","image":"registry.test/team-%d/app:1","securityContext":{"privileged":%v}}`, i, i, i%7 == 0)
 	}), uint8(1))
 
+	// noMatch 5 and up multiply the containers (see the fuzz function).
+	f.Add([]byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"template":{"spec":{"containers":[{"name":"a","image":"registry.test/a"},{"name":"b","image":"x","securityContext":{"privileged":true}}]}}}}`), uint8(5*50))
+
 	f.Fuzz(func(t *testing.T, raw []byte, noMatch uint8) {
+		// The no-match byte also says how many containers the object gets:
+		// noMatch/5 times 8, up to 408 (0: as given).
+		if times := int(noMatch) / len(fuzzNoMatch); times > 0 {
+			raw = testenv.MultiplyContainers(raw, times*8)
+		}
 		obj, err := policy.DecodeObject(raw)
 		if err != nil {
 			if obj != nil {

@@ -121,8 +121,12 @@ func NewObject(content map[string]any) (*Object, error) {
 // DecodeObject reads one YAML or JSON document of a supported kind. It
 // normalises the object through its typed Kubernetes struct, as the API
 // server does before admission, so that offline judgement (vigil test) sees
-// what the webhook would see; type errors are reported.
+// what the webhook would see; type errors are reported, and so is a document
+// that is not UTF-8 (*InvalidUTF8Error).
 func DecodeObject(data []byte) (*Object, error) {
+	if err := CheckUTF8(data); err != nil {
+		return nil, err
+	}
 	// Admission requests are JSON already; converting them as YAML costs
 	// far more than deciding.
 	js := data

@@ -1,7 +1,10 @@
 package testenv
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -82,4 +85,56 @@ func SeedPolicy() (*v1beta1.ClusterImagePolicy, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &cip, nil
+}
+
+// podSpecPaths are where the kinds Vigil judges keep their pod spec: a Pod;
+// Deployment, ReplicaSet, StatefulSet, DaemonSet and Job; CronJob.
+var podSpecPaths = [][]string{{"spec"}, {"spec", "template", "spec"}, {"spec", "jobTemplate", "spec", "template", "spec"}}
+
+// MultiplyContainers returns the JSON object raw with the containers of its
+// pod spec repeated until there are at least n, the copies named apart
+// ("app" becomes "app-1", "app-2"...), or raw itself when it is not such an
+// object or already has n. Fuzz targets use it to reach objects of hundreds
+// of containers from small inputs, which mutations of the bytes alone
+// hardly ever do.
+func MultiplyContainers(raw []byte, n int) []byte {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var obj map[string]any
+	if d.Decode(&obj) != nil {
+		return raw
+	}
+	for _, path := range podSpecPaths {
+		var spec any = obj
+		for _, key := range path {
+			m, _ := spec.(map[string]any)
+			spec = m[key]
+		}
+		podSpec, _ := spec.(map[string]any)
+		containers, _ := podSpec["containers"].([]any)
+		if len(containers) == 0 || len(containers) >= n {
+			continue
+		}
+		out := make([]any, 0, n+len(containers))
+		for copyN := 0; len(out) < n; copyN++ {
+			for _, c := range containers {
+				cm, ok := c.(map[string]any)
+				if !ok || copyN == 0 {
+					out = append(out, c)
+					continue
+				}
+				named := maps.Clone(cm)
+				name, _ := cm["name"].(string)
+				named["name"] = fmt.Sprintf("%s-%d", name, copyN)
+				out = append(out, named)
+			}
+		}
+		podSpec["containers"] = out
+		multiplied, err := json.Marshal(obj)
+		if err != nil {
+			return raw
+		}
+		return multiplied
+	}
+	return raw
 }
