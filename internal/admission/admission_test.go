@@ -163,7 +163,7 @@ func TestSkipRequest(t *testing.T) {
 		skip bool
 	}{"status subresource", status, true})
 	for _, c := range cases {
-		if skip, why := skipRequest(c.req); skip != c.skip {
+		if skip, why := skipRequest(c.req, readShape(c.req.Object.Raw)); skip != c.skip {
 			t.Errorf("%s: skip = %v (%s), want %v", c.name, skip, why, c.skip)
 		}
 	}
