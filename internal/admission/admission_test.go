@@ -22,7 +22,7 @@ import (
 )
 
 // sample reads a file of config/samples as JSON.
-func sample(t *testing.T, name string) []byte {
+func sample(t testing.TB, name string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", name))
 	if err != nil {

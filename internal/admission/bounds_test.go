@@ -175,3 +175,32 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// BenchmarkContainerBound measures what an object past MaxContainers costs
+// the webhook handler (through controller-runtime's HTTP handler): reading
+// the review and counting, then the denial.
+func BenchmarkContainerBound(b *testing.B) {
+	for _, n := range []int{MaxContainers + 1, 40000} {
+		b.Run(fmt.Sprintf("containers=%d", n), func(b *testing.B) {
+			v := &WorkloadValidator{Policies: storeOf(b, sample(b, "cip.yaml")), NoMatch: fixedNoMatch(policy.NoMatchDeny)}
+			wh := &webhook.Admission{Handler: v}
+			p := corev1.Pod{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+				ObjectMeta: metav1.ObjectMeta{Name: "many", Namespace: "default"},
+				Spec:       corev1.PodSpec{Containers: containers(n)},
+			}
+			body := review(metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, admissionv1.Create, mustJSON(p))
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, WorkloadPath, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				wh.ServeHTTP(rec, req)
+				if !bytes.Contains(rec.Body.Bytes(), []byte("exceed Vigil's bound")) {
+					b.Fatalf("not denied by the bound: %.300s", rec.Body.String())
+				}
+			}
+		})
+	}
+}
