@@ -90,6 +90,7 @@ configuration --webhook-config-name.`,
 	f.StringVar(&opts.Namespace, "namespace", ns, "Vigil's own namespace (its Lease, certificate Secret and config-policy-controller ConfigMap); defaults to $POD_NAMESPACE")
 	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8443", "address of the metrics endpoint; 0 disables it")
 	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
+	f.BoolVar(&opts.EnableHTTP2, "enable-http2", false, "let the webhook and metrics servers speak HTTP/2; off, they speak HTTP/1.1 only, as kube-apiserver and Prometheus do (HTTP/2's stream handling has been the way into denial-of-service attacks)")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.StringVar(&opts.PprofBindAddress, "pprof-bind-address", "0", "address of Go's profiling endpoints (/debug/pprof/), for diagnosis; 0 disables them")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader so that only one replica writes reports")

@@ -69,10 +69,14 @@ type Options struct {
 	// config-policy-controller ConfigMap live there.
 	Namespace string
 
+	// MetricsBindAddress is where /metrics is served; "" or "0" is off.
 	MetricsBindAddress string
 	// SecureMetrics serves metrics over HTTPS behind Kubernetes authentication
 	// and authorization (in cluster); plain HTTP otherwise (`vigil dev`).
-	SecureMetrics          bool
+	SecureMetrics bool
+	// EnableHTTP2 lets the webhook and metrics servers speak HTTP/2; they
+	// speak HTTP/1.1 only otherwise (servers.go says why).
+	EnableHTTP2            bool
 	HealthProbeBindAddress string
 	// PprofBindAddress serves Go's profiles (net/http/pprof); "" or "0" is off.
 	PprofBindAddress string
@@ -194,15 +198,10 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if opts.KubeAPIQPS != 0 {
 		cfg.QPS, cfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
 	}
-	metricsOpts := metricsserver.Options{BindAddress: opts.MetricsBindAddress}
-	if opts.SecureMetrics {
-		metricsOpts.SecureServing = true
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
-		metricsOpts.TLSOpts = []func(*tls.Config){tlsMinVersion}
-	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        apis.NewScheme(),
-		Metrics:                       metricsOpts,
+		Scheme: apis.NewScheme(),
+		// No metrics server here: ours (servers.go) bounds slow clients.
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
 		PprofBindAddress:              opts.PprofBindAddress,
 		LeaderElection:                opts.LeaderElection,
@@ -245,6 +244,9 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
+	if err := addMetricsServer(mgr, cfg, opts); err != nil {
+		return nil, err
+	}
 	if err := mgr.Add(&policystore.Watcher{Store: m.Policies, Cache: mgr.GetCache()}); err != nil {
 		return nil, err
 	}
@@ -273,10 +275,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.CertDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create certificate directory: %w", err)
 	}
-	m.Webhook = webhook.NewServer(webhook.Options{
-		Host: opts.WebhookHost, Port: opts.WebhookPort, CertDir: opts.CertDir,
-		TLSOpts: []func(*tls.Config){tlsMinVersion},
-	})
+	m.Webhook = newWebhookServer(opts, mgr.GetLogger().WithName("webhook-server"))
 	if err := rotator.AddRotator(mgr, &rotator.CertRotator{
 		SecretKey:      types.NamespacedName{Namespace: opts.Namespace, Name: opts.CertSecretName},
 		CertDir:        opts.CertDir,
@@ -318,6 +317,24 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// addMetricsServer serves /metrics at opts.MetricsBindAddress, behind
+// Kubernetes authentication and authorization when opts.SecureMetrics.
+func addMetricsServer(mgr manager.Manager, cfg *rest.Config, opts Options) error {
+	if opts.MetricsBindAddress == "" || opts.MetricsBindAddress == "0" {
+		return nil
+	}
+	s := &metricsServer{addr: opts.MetricsBindAddress, secure: opts.SecureMetrics, enableHTTP2: opts.EnableHTTP2,
+		log: mgr.GetLogger().WithName("metrics-server")}
+	if opts.SecureMetrics {
+		filter, err := filters.WithAuthenticationAndAuthorization(cfg, mgr.GetHTTPClient())
+		if err != nil {
+			return fmt.Errorf("metrics authentication and authorization: %w", err)
+		}
+		s.filter = filter
+	}
+	return mgr.Add(s)
 }
 
 // ValidateLeaderElection checks the leader-election timing as client-go's
