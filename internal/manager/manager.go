@@ -58,7 +58,12 @@ const (
 // +kubebuilder:rbac:groups="",namespace=vigil-system,resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=vigil-system,resources=secrets,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=vigil-system,resources=leases,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;update;patch
+// cert-controller watches every ValidatingWebhookConfiguration (list and watch
+// take no resourceNames) but writes Vigil's own only (DefaultWebhookConfigName):
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=update;patch,resourceNames=vigil-validating-webhook-configuration
+// The report API's rules are in ClusterRole vigil-manager-reports, generated
+// from internal/manager/reportrbac for the API in use.
 // The metrics endpoint authenticates and authorizes each scrape:
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create

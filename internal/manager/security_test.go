@@ -357,11 +357,12 @@ func TestCacheHoldsNoSecretOutsideVigilsNamespace(t *testing.T) {
 }
 
 // TestRBACKeepsSecretsInVigilsNamespace applies config/rbac and asks
-// kube-apiserver what the manager's ServiceAccount may do with Secrets.
+// kube-apiserver what the manager's ServiceAccount may do with Secrets, webhook
+// configurations and reports.
 func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 	ctx := context.Background()
 	create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vigil-controller"}})
-	for _, f := range []string{"role.yaml", "role_binding.yaml"} {
+	for _, f := range []string{"role.yaml", "reports/role.yaml", "role_binding.yaml"} {
 		data, err := os.ReadFile(filepath.Join(repoRoot, "config", "rbac", f))
 		if err != nil {
 			t.Fatal(err)
@@ -394,15 +395,18 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 		}
 	}
 	user := "system:serviceaccount:" + ns + ":vigil-controller"
-	review := func(namespace, resource, verb string) *authorizationv1.SubjectAccessReview {
+	reviewAttributes := func(attrs authorizationv1.ResourceAttributes) *authorizationv1.SubjectAccessReview {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Resource: resource, Verb: verb},
+			ResourceAttributes: &attrs,
 		}}
 		if err := k8s.Create(ctx, sar); err != nil {
 			t.Fatal(err)
 		}
 		return sar
+	}
+	review := func(namespace, resource, verb string) *authorizationv1.SubjectAccessReview {
+		return reviewAttributes(authorizationv1.ResourceAttributes{Namespace: namespace, Resource: resource, Verb: verb})
 	}
 	// kube-apiserver's RBAC authorizer follows Roles and bindings through an
 	// informer: wait until it has seen the ones just created.
@@ -439,6 +443,34 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 				where = "all namespaces"
 			}
 			t.Errorf("%s %s in %s: allowed = %v, want %v (%s)", c.verb, c.resource, where, sar.Status.Allowed, c.allowed, sar.Status.Reason)
+		}
+	}
+
+	// Issue 14: Vigil writes its own webhook configuration and no other
+	// engine's, and the reports of the API in use only (wgpolicyk8s.io here).
+	const vwc = "validatingwebhookconfigurations"
+	for _, c := range []struct {
+		group, resource, name, verb, namespace string
+		allowed                                bool
+	}{
+		{"admissionregistration.k8s.io", vwc, manager.DefaultWebhookConfigName, "update", "", true},
+		{"admissionregistration.k8s.io", vwc, manager.DefaultWebhookConfigName, "patch", "", true},
+		{"admissionregistration.k8s.io", vwc, "kyverno-resource-validating-webhook-cfg", "update", "", false},
+		{"admissionregistration.k8s.io", vwc, "policy.sigstore.dev", "patch", "", false},
+		{"admissionregistration.k8s.io", vwc, "", "list", "", true},
+		{"admissionregistration.k8s.io", vwc, "", "create", "", false},
+		{"admissionregistration.k8s.io", vwc, manager.DefaultWebhookConfigName, "delete", "", false},
+		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "list", "", false},
+		{"wgpolicyk8s.io", "policyreports", "", "create", "default", true},
+		{"wgpolicyk8s.io", "policyreports", "", "delete", "default", true},
+		{"openreports.io", "reports", "", "create", "default", false},
+		{"openreports.io", "reports", "", "list", "", false},
+	} {
+		sar := reviewAttributes(authorizationv1.ResourceAttributes{
+			Group: c.group, Resource: c.resource, Name: c.name, Verb: c.verb, Namespace: c.namespace,
+		})
+		if sar.Status.Allowed != c.allowed {
+			t.Errorf("%s %s.%s %q: allowed = %v, want %v (%s)", c.verb, c.resource, c.group, c.name, sar.Status.Allowed, c.allowed, sar.Status.Reason)
 		}
 	}
 }
