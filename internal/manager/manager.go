@@ -5,7 +5,6 @@ package manager
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -380,9 +379,6 @@ const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "vigil"
 )
-
-// tlsMinVersion refuses TLS older than 1.2 on every server Vigil runs.
-func tlsMinVersion(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }
 
 // delayedWebhook starts the webhook server once the certificate is ready. It
 // runs on every replica, leader or not.

@@ -80,11 +80,10 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, enableHTTP2
 // been the way into several denial-of-service attacks (CVE-2023-44487,
 // CVE-2023-39325); kube-apiserver and Prometheus speak HTTP/1.1 to it.
 func tlsConfig(enableHTTP2 bool) *tls.Config {
-	c := &tls.Config{NextProtos: []string{"http/1.1"}}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	if enableHTTP2 {
 		c.NextProtos = []string{"h2", "http/1.1"}
 	}
-	tlsMinVersion(c)
 	return c
 }
 
