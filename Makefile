@@ -33,10 +33,15 @@ help: ## Show the targets and what they do.
 .PHONY: manifests
 # The chart installs what config/default does, so not the openreports.io CRDs:
 # config/overlays/openreports adds them from its own copy (kustomize reads only
-# files below an overlay's directory).
+# files below an overlay's directory). The report API's ClusterRole,
+# vigil-manager-reports, is generated once per API: config/rbac/reports for
+# wgpolicyk8s.io, and config/overlays/openreports/rbac, which that overlay
+# patches in instead.
 manifests: $(CONTROLLER_GEN) ## Generate the CRDs, RBAC (from markers) and webhook configuration (from internal/admission).
 	$(CONTROLLER_GEN) crd paths=./apis/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-role paths=./controllers/... paths=./internal/manager/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-role paths=./controllers/... paths=./internal/manager output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-reports paths=./internal/manager/reportrbac/wgpolicyk8s output:rbac:artifacts:config=config/rbac/reports
+	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-reports paths=./internal/manager/reportrbac/openreports output:rbac:artifacts:config=config/overlays/openreports/rbac
 	go run ./hack/webhookgen > config/webhook/manifests.yaml
 	rm -f charts/vigil/crds/*.yaml; cp $$(ls config/crd/bases/*.yaml | grep -v '/openreports\.io_') charts/vigil/crds/
 	rm -f config/overlays/openreports/crds/*.yaml; cp config/crd/bases/openreports.io_*.yaml config/overlays/openreports/crds/
@@ -59,7 +64,7 @@ lint: vet ## Check formatting and run go vet.
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 .PHONY: verify
-GENERATED = apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml config/rbac/role.yaml config/webhook/manifests.yaml charts/vigil/crds/*.yaml config/overlays/openreports/crds/*.yaml
+GENERATED = apis/*/*/zz_generated.deepcopy.go config/crd/bases/*.yaml config/rbac/role.yaml config/rbac/reports/role.yaml config/overlays/openreports/rbac/role.yaml config/webhook/manifests.yaml charts/vigil/crds/*.yaml config/overlays/openreports/crds/*.yaml
 
 verify: $(CONTROLLER_GEN) lint ## Fail when generated files (DeepCopy, CRDs, RBAC, webhooks) or go.mod are stale, code is not formatted, or an import rule of DESIGN.md is broken.
 	@if ! diff=$$(go mod tidy -diff); then echo "go.mod/go.sum are not tidy; run go mod tidy:"; echo "$$diff"; exit 1; fi

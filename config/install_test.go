@@ -15,9 +15,11 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	apiyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -42,6 +44,8 @@ var defaultObjects = []objectKey{
 	{"Role", manager.DefaultNamespace, "vigil-manager-role"},
 	{"ClusterRoleBinding", "", "vigil-manager-rolebinding"},
 	{"RoleBinding", manager.DefaultNamespace, "vigil-manager-rolebinding"},
+	{"ClusterRole", "", "vigil-manager-reports"},
+	{"ClusterRoleBinding", "", "vigil-manager-reports"},
 	{"ClusterRole", "", "vigil-metrics-reader"},
 	{"ConfigMap", manager.DefaultNamespace, "config-policy-controller"},
 	{"Deployment", manager.DefaultNamespace, "vigil-controller"},
@@ -196,6 +200,80 @@ func TestOpenReportsOverlay(t *testing.T) {
 	}
 }
 
+// TestReportRBACFollowsTheReportAPI: Vigil may write the reports of the API
+// it uses and no other, with config/default, the openreports overlay and the
+// chart's reportAPI value alike.
+func TestReportRBACFollowsTheReportAPI(t *testing.T) {
+	key := objectKey{"ClusterRole", "", "vigil-manager-reports"}
+	for _, c := range []struct {
+		name    string
+		objs    func(t *testing.T) []map[string]any
+		allowed string
+	}{
+		{"config/default", func(t *testing.T) []map[string]any { return kustomize(t, defaultDir) }, "wgpolicyk8s.io"},
+		{openReportsDir, func(t *testing.T) []map[string]any { return kustomize(t, openReportsDir) }, "openreports.io"},
+		{"chart", func(t *testing.T) []map[string]any { return helmTemplate(t) }, "wgpolicyk8s.io"},
+		{"chart with reportAPI=" + string(report.OpenReports), func(t *testing.T) []map[string]any {
+			return helmTemplate(t, "--set", "reportAPI="+string(report.OpenReports))
+		}, "openreports.io"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			objs := c.objs(t)
+			var groups []string
+			for _, o := range objs {
+				if k := keyOf(o); k.Kind != "ClusterRole" && k.Kind != "Role" {
+					continue
+				}
+				for _, r := range asSlice(o["rules"]) {
+					for _, g := range stringSlice(dig(r, "apiGroups")) {
+						if g == "wgpolicyk8s.io" || g == "openreports.io" {
+							groups = append(groups, fmt.Sprintf("%s in %s", g, keyOf(o)))
+						}
+					}
+				}
+			}
+			if want := []string{c.allowed + " in " + key.String()}; !slices.Equal(groups, want) {
+				t.Errorf("report API rules: %q, want %q", groups, want)
+			}
+		})
+	}
+}
+
+// TestManagerMemoryLimit: the manager learns its container's memory limit
+// from the downward API, and Go's soft limit at the default percentage
+// leaves room for the policy compile child within it.
+func TestManagerMemoryLimit(t *testing.T) {
+	for name, objs := range map[string]func(t *testing.T) []map[string]any{
+		defaultDir: func(t *testing.T) []map[string]any { return kustomize(t, defaultDir) },
+		chartDir:   func(t *testing.T) []map[string]any { return helmTemplate(t) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dep := byKey(objs(t))[objectKey{"Deployment", manager.DefaultNamespace, "vigil-controller"}]
+			c := container(t, dep)
+			var ref any
+			for _, e := range asSlice(c["env"]) {
+				if dig(e, "name") == manager.MemoryLimitEnv {
+					ref = dig(e, "valueFrom", "resourceFieldRef")
+				}
+			}
+			if dig(ref, "resource") != "limits.memory" || dig(ref, "containerName") != c["name"] {
+				t.Fatalf("$%s comes from %v, want resourceFieldRef limits.memory of container %v", manager.MemoryLimitEnv, ref, c["name"])
+			}
+			if d := dig(ref, "divisor"); d != nil && d != "1" {
+				t.Errorf("resourceFieldRef divisor %v: Vigil reads bytes", d)
+			}
+			limit := resource.MustParse(fmt.Sprint(dig(c, "resources", "limits", "memory")))
+			goLimit, err := manager.GoMemoryLimit(strconv.FormatInt(limit.Value(), 10), manager.DefaultMemoryLimitPercent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if room := limit.Value() - goLimit; room < policy.DefaultCompileMemoryLimit {
+				t.Errorf("GOMEMLIMIT %d of a %s limit leaves %d bytes, less than the compile child's %d", goLimit, limit.String(), room, policy.DefaultCompileMemoryLimit)
+			}
+		})
+	}
+}
+
 // The chart's crds/ are config/crd/bases but the openreports.io CRDs, which
 // the overlay config/overlays/openreports holds in its crds/; `make
 // manifests` copies both.
@@ -258,15 +336,23 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 		// CRDs Helm installs that the overlay leaves out: Helm skips CRDs
 		// that exist, so policy-controller's stays its own.
 		extraCRDs []objectKey
+		// CRDs the overlay installs and the chart does not.
+		missingCRDs []objectKey
 	}{
 		{name: "default", overlay: defaultDir},
 		{name: "webhook disabled", overlay: besideDir, helmFlags: []string{"--set", "webhook.enabled=false"},
 			extraCRDs: []objectKey{clusterImagePolicyCRD, trustRootCRD}},
+		// The chart leaves the openreports.io CRDs to their own chart.
+		{name: "openreports", overlay: openReportsDir, helmFlags: []string{"--set", "reportAPI=" + string(report.OpenReports)},
+			missingCRDs: openReportsCRDs},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			want := byKey(kustomize(t, tc.overlay))
 			delete(want, objectKey{"Namespace", "", manager.DefaultNamespace})
+			for _, k := range tc.missingCRDs {
+				delete(want, k)
+			}
 			got := byKey(helmTemplate(t, tc.helmFlags...))
 			for _, k := range tc.extraCRDs {
 				if _, ok := got[k]; !ok {

@@ -17,22 +17,37 @@ import (
 	"github.com/vigil-dev/vigil/internal/manager"
 )
 
-// grant is one verb on one resource of one API group ("" is core).
-type grant struct{ group, resource, verb string }
+// grant is one verb on one resource of one API group ("" is core), on the
+// object of that name only, or on every object when name is "".
+type grant struct{ group, resource, verb, name string }
 
 func (g grant) String() string {
 	group := g.group
 	if group == "" {
 		group = "core"
 	}
+	if g.name != "" {
+		return fmt.Sprintf("%s %s %s (only %s)", group, g.resource, g.verb, g.name)
+	}
 	return fmt.Sprintf("%s %s %s", group, g.resource, g.verb)
 }
 
 func grants(group string, resources []string, verbs ...string) []grant {
+	return namedGrants(group, resources, nil, verbs...)
+}
+
+// namedGrants are grants on the objects names only (every object when names
+// is empty).
+func namedGrants(group string, resources, names []string, verbs ...string) []grant {
+	if len(names) == 0 {
+		names = []string{""}
+	}
 	var out []grant
 	for _, r := range resources {
 		for _, v := range verbs {
-			out = append(out, grant{group, r, v})
+			for _, n := range names {
+				out = append(out, grant{group, r, v, n})
+			}
 		}
 	}
 	return out
@@ -49,18 +64,22 @@ var expectedClusterGrants = slices.Concat(
 	grants("", []string{"pods", "namespaces"}, readVerbs...),
 	grants("policy.sigstore.dev", []string{"clusterimagepolicies"}, readVerbs...),
 	grants("policy.sigstore.dev", []string{"clusterimagepolicies/status"}, "get", "patch", "update"),
-	grants("wgpolicyk8s.io", []string{"policyreports"}, reportVerbs...),
 	grants("events.k8s.io", []string{"events"}, "create", "patch"),
-	// cert-controller keeps the caBundle of Vigil's webhook configuration.
-	grants("admissionregistration.k8s.io", []string{"validatingwebhookconfigurations"}, "get", "list", "watch", "update", "patch"),
+	// cert-controller keeps the caBundle of Vigil's webhook configuration,
+	// and may write no other (list and watch take no resourceNames).
+	grants("admissionregistration.k8s.io", []string{"validatingwebhookconfigurations"}, "get", "list", "watch"),
+	namedGrants("admissionregistration.k8s.io", []string{"validatingwebhookconfigurations"}, []string{manager.DefaultWebhookConfigName}, "update", "patch"),
 	// The metrics endpoint authenticates and authorizes each scrape.
 	grants("authentication.k8s.io", []string{"tokenreviews"}, "create"),
 	grants("authorization.k8s.io", []string{"subjectaccessreviews"}, "create"),
 )
 
-// optionalClusterGrants may be granted but need not be: the openreports.io
-// reports that are to replace wgpolicyk8s.io PolicyReports.
-var optionalClusterGrants = grants("openreports.io", []string{"reports"}, reportVerbs...)
+// reportGrants is everything ClusterRole vigil-manager-reports grants, by the
+// file controller-gen generates it into: the reports of one API, the one in use.
+var reportGrants = map[string][]grant{
+	"config/rbac/reports/role.yaml":              grants("wgpolicyk8s.io", []string{"policyreports"}, reportVerbs...),
+	"config/overlays/openreports/rbac/role.yaml": grants("openreports.io", []string{"reports"}, reportVerbs...),
+}
 
 // expectedNamespaceGrants is everything the Role grants in Vigil's namespace:
 // its settings, its certificate and its leader-election Lease. No Secret or
@@ -82,7 +101,7 @@ func rulesOf(t *testing.T, objs []map[string]any, kind, name string) (namespace 
 		}
 	}
 	if obj == nil {
-		t.Fatalf("no %s %s in config/rbac/role.yaml", kind, name)
+		t.Fatalf("no %s %s", kind, name)
 	}
 	ns, _ := dig(obj, "metadata", "namespace").(string)
 	for i, rule := range asSlice(obj["rules"]) {
@@ -90,13 +109,14 @@ func rulesOf(t *testing.T, objs []map[string]any, kind, name string) (namespace 
 			t.Errorf("%s rule %d grants nonResourceURLs %q: the manager needs none", kind, i, urls)
 		}
 		groups, resources, verbs := stringSlice(dig(rule, "apiGroups")), stringSlice(dig(rule, "resources")), stringSlice(dig(rule, "verbs"))
+		names := stringSlice(dig(rule, "resourceNames"))
 		for _, s := range slices.Concat(groups, resources, verbs) {
 			if strings.Contains(s, "*") {
 				t.Errorf("%s rule %d has the wildcard %q: grant exact groups, resources and verbs", kind, i, s)
 			}
 		}
 		for _, g := range groups {
-			out = append(out, grants(g, resources, verbs...)...)
+			out = append(out, namedGrants(g, resources, names, verbs...)...)
 		}
 	}
 	return ns, out
@@ -143,7 +163,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	objs := decodeAll(t, data)
 
 	_, cluster := rulesOf(t, objs, "ClusterRole", "vigil-manager-role")
-	compareGrants(t, "ClusterRole vigil-manager-role", cluster, expectedClusterGrants, optionalClusterGrants)
+	compareGrants(t, "ClusterRole vigil-manager-role", cluster, expectedClusterGrants, nil)
 
 	ns, namespaced := rulesOf(t, objs, "Role", "vigil-manager-role")
 	if ns != manager.DefaultNamespace {
@@ -161,6 +181,27 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		if k := o["kind"]; k != "ClusterRole" && k != "Role" {
 			t.Errorf("config/rbac/role.yaml holds a %v: expected only the generated ClusterRole and Role", k)
 		}
+	}
+}
+
+// TestRBACReportRoles: ClusterRole vigil-manager-reports grants the reports
+// of one API, as generated for each: wgpolicyk8s.io in config/rbac, and
+// openreports.io for config/overlays/openreports (TestOpenReportsOverlay
+// checks what that overlay renders).
+func TestRBACReportRoles(t *testing.T) {
+	for file, want := range reportGrants {
+		t.Run(file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(repoRoot(t), file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := decodeAll(t, data)
+			if len(objs) != 1 {
+				t.Fatalf("%s holds %d objects, want ClusterRole vigil-manager-reports only", file, len(objs))
+			}
+			_, got := rulesOf(t, objs, "ClusterRole", "vigil-manager-reports")
+			compareGrants(t, "ClusterRole vigil-manager-reports of "+file, got, want, nil)
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,8 @@ func newControllerCommand() *cobra.Command {
 		zapOpts     zap.Options
 		verify      = controllers.DefaultOptions()
 		nsLabel     bool
+		// memoryPercent of the container's memory limit is Go's soft limit.
+		memoryPercent int
 	)
 	cmd := &cobra.Command{
 		Use:   "controller",
@@ -63,6 +66,9 @@ configuration --webhook-config-name.`,
 			}
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			if err := applyMemoryLimit(memoryPercent); err != nil {
+				return &exitError{code: exitBadInput, err: err}
+			}
 			if nsLabel {
 				if err := metrics.UseNamespaceLabel(); err != nil {
 					return err
@@ -91,6 +97,7 @@ configuration --webhook-config-name.`,
 	f.StringVar(&opts.Namespace, "namespace", ns, "Vigil's own namespace (its Lease, certificate Secret and config-policy-controller ConfigMap); defaults to $POD_NAMESPACE")
 	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", ":8443", "address of the metrics endpoint; 0 disables it")
 	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization")
+	f.BoolVar(&opts.EnableHTTP2, "enable-http2", false, "let the webhook and metrics servers speak HTTP/2; off, they speak HTTP/1.1 only, as kube-apiserver and Prometheus do (HTTP/2's stream handling has been the way into denial-of-service attacks)")
 	f.StringVar(&opts.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.StringVar(&opts.PprofBindAddress, "pprof-bind-address", "0", "address of Go's profiling endpoints (/debug/pprof/), for diagnosis; 0 disables them")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader so that only one replica writes reports")
@@ -107,6 +114,7 @@ configuration --webhook-config-name.`,
 	f.StringVar(&noMatch, "no-match-policy", string(policy.NoMatchDeny), "deny, warn or allow images no policy covers, unless the config-policy-controller ConfigMap says otherwise")
 	f.StringVar(&reportAPI, "report-api", string(report.WGPolicy), fmt.Sprintf("API of the reports written, one per pod: %s (PolicyReport) or %s (Report, whose CRDs config/overlays/openreports installs)", report.WGPolicy, report.OpenReports))
 	f.StringVar(&verify.NamespaceSelector, "namespace-selector", verify.NamespaceSelector, "label selector of the namespaces whose running pods are verified; empty: every namespace but kube-system and Vigil's own")
+	f.IntVar(&memoryPercent, "memory-limit-percent", manager.DefaultMemoryLimitPercent, "Go's soft memory limit (GOMEMLIMIT), as a percentage of the container's memory limit in $"+manager.MemoryLimitEnv+" (bytes, from the downward API); the rest is for the policy compile child and what Go does not account; 0 leaves Go's limit alone, and so does $GOMEMLIMIT when set")
 	f.BoolVar(&nsLabel, "metrics-namespace-label", false, "add a namespace label to vigil_policy_results and vigil_drift_total (one series per namespace and policy)")
 	f.Float32Var(&opts.KubeAPIQPS, "kube-api-qps", manager.DefaultKubeAPIQPS, "requests per second Vigil may send the API server, sustained; negative: no client-side bound")
 	f.IntVar(&opts.KubeAPIBurst, "kube-api-burst", manager.DefaultKubeAPIBurst, "requests Vigil may send the API server at once before --kube-api-qps applies")
@@ -118,4 +126,22 @@ configuration --webhook-config-name.`,
 	zapOpts.BindFlags(logFlags)
 	f.AddGoFlagSet(logFlags)
 	return cmd
+}
+
+// applyMemoryLimit sets Go's soft memory limit to percent of the container's
+// memory limit, unless GOMEMLIMIT says otherwise or the limit is unknown.
+func applyMemoryLimit(percent int) error {
+	limit, err := manager.GoMemoryLimit(os.Getenv(manager.MemoryLimitEnv), percent)
+	if err != nil {
+		return err
+	}
+	log := ctrl.Log.WithName("setup")
+	switch {
+	case os.Getenv("GOMEMLIMIT") != "":
+		log.Info("Go's memory limit is set by GOMEMLIMIT", "limitBytes", debug.SetMemoryLimit(-1))
+	case limit > 0:
+		debug.SetMemoryLimit(limit)
+		log.Info("Go's memory limit set from the container's", "limitBytes", limit, "percent", percent, manager.MemoryLimitEnv, os.Getenv(manager.MemoryLimitEnv))
+	}
+	return nil
 }

@@ -25,6 +25,9 @@ const (
 	exitOK       = 0
 	exitDenied   = 1 // vigil test: something would be denied
 	exitBadInput = 2 // bad input or usage, or a feature not built yet
+	// exitCrash: vigil test crashed (a panic, or a fatal error of the Go
+	// runtime such as running out of memory): a bug, never a verdict.
+	exitCrash = 3
 )
 
 func newRootCommand() *cobra.Command {
@@ -49,6 +52,9 @@ Sigstore policy-controller, with the same decision code in three places:
 }
 
 func main() {
+	if code, ok := superviseTest(os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	err := newRootCommand().Execute()
 	if err == nil {
 		return
@@ -61,7 +67,7 @@ func main() {
 	if code != exitDenied || ee == nil || ee.err.Error() != "" {
 		fmt.Fprintln(os.Stderr, "vigil:", err)
 	}
-	os.Exit(code)
+	os.Exit(judgeExitCode(code))
 }
 
 // notBuiltYet is what a subcommand whose feature does not exist yet returns.

@@ -11,8 +11,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/policy"
 )
 
@@ -49,8 +52,15 @@ comma-separated list. Documents are numbered from 1 in error messages.
 
 Images are judged as written: tags are not resolved to digests.
 
+Only regular files are read (a symlink to one is followed), each at most
+16 MiB; a file with no document (empty, or only comments) is bad input. A
+resource's apiVersion must be its kind's: v1 for Pods, apps/v1 for
+Deployments, ReplicaSets, StatefulSets and DaemonSets, batch/v1 for Jobs and
+CronJobs.
+
 Exit status: 0 when admission would allow every resource (warnings allowed),
-1 when it would deny one, 2 for bad input or usage.`,
+1 when it would deny one, 2 for bad input or usage, 3 when vigil test itself
+crashed (a bug to report, never a verdict).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -254,7 +264,7 @@ func decodePolicy(d document) (*v1beta1.ClusterImagePolicy, error) {
 		err = errors.Join(strict...)
 	}
 	if err != nil {
-		return nil, d.errorf("ClusterImagePolicy: %v", err)
+		return nil, d.errorf("ClusterImagePolicy: %s", plainError(err))
 	}
 	if cip.Name == "" {
 		return nil, d.errorf("ClusterImagePolicy has no metadata.name")
@@ -277,23 +287,61 @@ func loadResources(paths []string) ([]resource, error) {
 	}
 	out := make([]resource, 0, len(docs))
 	for _, d := range docs {
+		if err := checkResourceVersion(d); err != nil {
+			return nil, err
+		}
+		if err := admission.CheckContainers(d.json); err != nil {
+			return nil, d.errorf("%s: %v", describeKind(d), err)
+		}
 		obj, err := policy.DecodeObject(d.json)
 		var unsupported *policy.UnsupportedKindError
 		switch {
 		case errors.As(err, &unsupported):
 			return nil, d.errorf("unsupported kind %s: vigil test judges %s", describeKind(d), strings.Join(policy.SupportedKinds(), ", "))
 		case err != nil:
-			return nil, d.errorf("%s: %v", describeKind(d), err)
+			return nil, d.errorf("%s: %s", describeKind(d), plainError(err))
 		}
 		out = append(out, resource{file: d.file, obj: obj})
 	}
 	return out, nil
 }
 
+// resourceAPIVersions is the one apiVersion Kubernetes serves for each kind
+// vigil test judges. Policies match kinds by version, so a Pod written as
+// apiVersion v2 would be skipped by a policy that matches v1 Pods, and pass.
+var resourceAPIVersions = map[string]string{
+	"Pod":         "v1",
+	"Deployment":  "apps/v1",
+	"ReplicaSet":  "apps/v1",
+	"StatefulSet": "apps/v1",
+	"DaemonSet":   "apps/v1",
+	"Job":         "batch/v1",
+	"CronJob":     "batch/v1",
+}
+
+// checkResourceVersion refuses a resource without a kind, or whose
+// apiVersion is not its kind's.
+func checkResourceVersion(d document) error {
+	kinds := strings.Join(policy.SupportedKinds(), ", ")
+	if d.kind == "" {
+		return d.errorf("%s: a resource needs a kind, one of %s", describeKind(d), kinds)
+	}
+	want, ok := resourceAPIVersions[d.kind]
+	switch {
+	case !ok || d.apiVersion == want:
+		return nil // an unsupported kind is reported by loadResources
+	case d.apiVersion == "":
+		return d.errorf("%s has no apiVersion: a %s is %s", d.kind, d.kind, want)
+	}
+	return d.errorf("%s has apiVersion %s, which Kubernetes does not serve: a %s is %s", d.kind, d.apiVersion, d.kind, want)
+}
+
 func describeKind(d document) string {
 	switch {
 	case d.kind == "" && d.apiVersion == "":
 		return "a document without apiVersion and kind"
+	case d.kind == "":
+		return "a document of apiVersion " + d.apiVersion + " without a kind"
 	case d.apiVersion == "":
 		return d.kind
 	}
@@ -350,16 +398,21 @@ func expandPath(p string) ([]string, error) {
 	return files, nil
 }
 
+// readFile reads the documents of file; a file without any is bad input
+// (an empty policy file must not mean "no policies" to a CI gate).
 func readFile(file string) ([]document, error) {
-	data, err := os.ReadFile(file) // #nosec G304 -- `vigil test` reads the files its user names, by design
+	data, err := readInput(file)
 	if err != nil {
-		return nil, badInput("%v", err)
+		return nil, err
 	}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs []document
 	for i := 1; ; i++ {
 		raw, err := reader.Read()
 		if errors.Is(err, io.EOF) {
+			if len(docs) == 0 {
+				return nil, badInput("%s: no document: the file is empty or holds only comments", file)
+			}
 			return docs, nil
 		}
 		d := document{file: file, index: i}
@@ -382,9 +435,126 @@ func readFile(file string) ([]document, error) {
 			Kind       string `json:"kind"`
 		}
 		if err := json.Unmarshal(js, &tm); err != nil {
-			return nil, d.errorf("not a Kubernetes object: %v", err)
+			return nil, d.errorf("not a Kubernetes object: %s", plainError(err))
 		}
 		d.json, d.apiVersion, d.kind = js, tm.APIVersion, tm.Kind
 		docs = append(docs, d)
 	}
+}
+
+// maxInputFile bounds each file `vigil test` reads: a manifest of 16 MiB
+// holds thousands of objects, and kube-apiserver takes at most 3 MiB at once.
+const maxInputFile = 16 << 20
+
+// readInput reads file if it is a regular file (or a symlink to one) of at
+// most maxInputFile bytes. Devices, FIFOs and sockets are refused without
+// being read: /dev/zero never ends and a FIFO blocks until someone writes.
+func readInput(file string) ([]byte, error) {
+	info, err := os.Stat(file)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	if err := regularFile(file, info); err != nil {
+		return nil, err
+	}
+	// O_NONBLOCK: should file have become a FIFO since Stat, opening it does
+	// not wait for a writer, and the check below refuses it.
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0) // #nosec G304 -- `vigil test` reads the files its user names, by design
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	defer func() { _ = f.Close() }()
+	if info, err = f.Stat(); err != nil {
+		return nil, badInput("%v", err)
+	}
+	if err := regularFile(file, info); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxInputFile+1))
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	if len(data) > maxInputFile {
+		return nil, badInput("%s: larger than %d MiB, the most vigil test reads from one file: split it", file, maxInputFile>>20)
+	}
+	return data, nil
+}
+
+// regularFile refuses what is not a regular file of at most maxInputFile bytes.
+func regularFile(file string, info os.FileInfo) error {
+	m := info.Mode()
+	what := ""
+	switch {
+	case m.IsRegular():
+		if info.Size() > maxInputFile {
+			return badInput("%s: %d bytes, more than %d MiB, the most vigil test reads from one file: split it", file, info.Size(), maxInputFile>>20)
+		}
+		return nil
+	case m.IsDir():
+		what = "a directory"
+	case m&os.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		what = "a socket"
+	case m&os.ModeDevice != 0:
+		what = "a device"
+	default:
+		what = "not a regular file"
+	}
+	if l, err := os.Lstat(file); err == nil && l.Mode()&os.ModeSymlink != 0 {
+		what += " (through a symlink)"
+	}
+	return badInput("%s is %s: vigil test reads only regular files", file, what)
+}
+
+// plainError says what a JSON decoding error says without Go's type names:
+// "spec.hostNetwork: expected a boolean, got a string".
+func plainError(err error) string {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	field := te.Field
+	if field == "" {
+		field = "the document"
+	}
+	got := te.Value
+	switch {
+	case got == "bool":
+		got = "a boolean"
+	case got == "array":
+		got = "a list"
+	case got == "object":
+		got = "an object"
+	case strings.HasPrefix(got, "number "):
+		got = "the number " + strings.TrimPrefix(got, "number ")
+	default:
+		got = "a " + got
+	}
+	return fmt.Sprintf("%s: expected %s, got %s", field, jsonType(te.Type), got)
+}
+
+// jsonType names the JSON value a Go type decodes from.
+func jsonType(t reflect.Type) string {
+	if t == nil {
+		return "another value"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another value"
 }

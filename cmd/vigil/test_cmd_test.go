@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/vigil-dev/vigil/internal/admission"
 )
 
 // runVigil runs the root command in-process and returns stdout and the exit
@@ -240,6 +244,45 @@ func TestVigilTestBadInput(t *testing.T) {
 		{"bad output", []string{"-p", policy, "-r", pod, "-o", "xml"}, []string{`invalid --output "xml"`}},
 		{"bad no-match-policy", []string{"-p", policy, "-r", pod, "--no-match-policy", "maybe"}, []string{"invalid --no-match-policy"}},
 		{"unknown flag", []string{"--polcy", policy}, []string{"unknown flag"}},
+
+		// A CI gate (issue 14): nothing may pass because the input was not what it seemed.
+		{"empty policy file", []string{"-p", writeFile(t, dir, "empty.yaml", ""), "-r", pod, "--no-match-policy", "allow"},
+			[]string{"empty.yaml: no document: the file is empty or holds only comments"}},
+		{"policy file of comments and blank lines", []string{"-p", writeFile(t, dir, "comments.yaml", "# policies to come\n\n---\n   \n"), "-r", pod, "--no-match-policy", "allow"},
+			[]string{"comments.yaml: no document"}},
+		{"empty policy file in a directory", []string{"-p", filepath.Dir(writeFile(t, dir, "policies/z-empty.yaml", "")), "-r", pod},
+			[]string{"z-empty.yaml: no document"}},
+		{"empty resource file", []string{"-p", policy, "-r", pod, "-r", writeFile(t, dir, "empty-resources.yaml", "\n")},
+			[]string{"empty-resources.yaml: no document"}},
+		{"Pod of apiVersion v2", []string{"-p", policy, "-r", writeFile(t, dir, "v2.yaml", strings.Replace(netAdminPod, "apiVersion: v1", "apiVersion: v2", 1))},
+			[]string{"v2.yaml: document 1: Pod has apiVersion v2", "a Pod is v1"}},
+		{"Pod of apiVersion apps/v1", []string{"-p", policy, "-r", writeFile(t, dir, "apps-pod.yaml", strings.Replace(goodPod, "apiVersion: v1", "apiVersion: apps/v1", 1))},
+			[]string{"apps-pod.yaml: document 1: Pod has apiVersion apps/v1", "a Pod is v1"}},
+		{"Deployment of apps/v1beta1", []string{"-p", policy, "-r", writeFile(t, dir, "beta.yaml", strings.Replace(hostNetworkDeployment, "apps/v1", "apps/v1beta1", 1))},
+			[]string{"beta.yaml: document 1: Deployment has apiVersion apps/v1beta1", "a Deployment is apps/v1"}},
+		{"CronJob of batch/v1beta1", []string{"-p", policy, "-r", writeFile(t, dir, "cron.yaml", "apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: c}\n")},
+			[]string{"cron.yaml: document 1: CronJob has apiVersion batch/v1beta1", "a CronJob is batch/v1"}},
+		{"Pod without apiVersion", []string{"-p", policy, "-r", writeFile(t, dir, "noversion.yaml", "kind: Pod\nmetadata: {name: p}\n")},
+			[]string{"noversion.yaml: document 1: Pod has no apiVersion: a Pod is v1"}},
+		{"no kind", []string{"-p", policy, "-r", writeFile(t, dir, "nokind.yaml", "apiVersion: v1\nmetadata: {name: p}\n")},
+			[]string{"nokind.yaml: document 1: a document of apiVersion v1 without a kind: a resource needs a kind, one of Pod, Deployment"}},
+		{"symlink to /dev/zero", []string{"-p", policy, "-r", symlink(t, "/dev/zero", filepath.Join(dir, "zero.yaml"))},
+			[]string{"zero.yaml is a device (through a symlink): vigil test reads only regular files"}},
+		{"symlink to /dev/zero in a directory", []string{"-p", policy, "-r", filepath.Dir(symlink(t, "/dev/zero", filepath.Join(dir, "tree", "zero.yaml")))},
+			[]string{"zero.yaml is a device (through a symlink)"}},
+		{"a device", []string{"-p", "/dev/null", "-r", pod}, []string{"/dev/null is a device"}},
+		{"a FIFO", []string{"-p", policy, "-r", fifo(t, filepath.Join(dir, "fifo.yaml"))},
+			[]string{"fifo.yaml is a named pipe (FIFO): vigil test reads only regular files"}},
+		{"a file past 16 MiB", []string{"-p", sparse(t, filepath.Join(dir, "huge.yaml"), maxInputFile+1), "-r", pod},
+			[]string{"huge.yaml: 16777217 bytes, more than 16 MiB, the most vigil test reads from one file"}},
+		{"too many containers", []string{"-p", policy, "-r", writeFile(t, dir, "many.json", manyContainers(admission.MaxContainers+1))},
+			[]string{"many.json: document 1: v1 Pod: spec: 5001 containers", "exceed Vigil's bound of 5000 containers per object"}},
+		{"type error in a policy", []string{"-p", writeFile(t, dir, "mode.yaml", strings.Replace(capsPolicy, "images:", "mode: 5\n  images:", 1)), "-r", pod},
+			[]string{"mode.yaml: document 1: ClusterImagePolicy: spec.mode: expected a string, got a number"}},
+		{"type error in a container", []string{"-p", policy, "-r", writeFile(t, dir, "port.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: [{name: a, ports: [{containerPort: http}]}]}\n")},
+			[]string{"port.yaml: document 1: v1 Pod: spec.containers.ports.containerPort: expected an integer, got a string"}},
+		{"a list, not an object", []string{"-p", policy, "-r", writeFile(t, dir, "list.yaml", "- a\n- b\n")},
+			[]string{"list.yaml: document 1: not a Kubernetes object: the document: expected an object, got a list"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -255,7 +298,75 @@ func TestVigilTestBadInput(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
+			// Messages speak of YAML fields and values, not of Go types.
+			for _, goWord := range []string{"Go struct", "Go value", "of type", "map[", "int32", "v1.", "unsupported kind v1 :"} {
+				if strings.Contains(err.Error(), goWord) {
+					t.Errorf("error %q contains %q", err, goWord)
+				}
+			}
 		})
+	}
+}
+
+func symlink(t *testing.T, target, link string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	return link
+}
+
+func fifo(t *testing.T, path string) string {
+	t.Helper()
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	return path
+}
+
+// sparse makes a file of size bytes that takes no room on disk.
+func sparse(t *testing.T, path string, size int64) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func manyContainers(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"many"},"spec":{"containers":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"name":"c%d","image":"nginx"}`, i)
+	}
+	b.WriteString("]}}")
+	return b.String()
+}
+
+// TestVigilTestFileChecks: the bounds of readInput, at the edge.
+func TestVigilTestFileChecks(t *testing.T) {
+	dir := t.TempDir()
+	policy := writeFile(t, dir, "policy.yaml", capsPolicy)
+	// A regular file through a symlink is read.
+	link := symlink(t, writeFile(t, dir, "real/pod.yaml", goodPod), filepath.Join(dir, "link.yaml"))
+	if _, code, err := runVigil(t, "test", "-p", policy, "-r", link); code != exitOK {
+		t.Errorf("a symlink to a regular file: exit %d (%v), want 0", code, err)
+	}
+	// A file of exactly 16 MiB is read: padded with a YAML comment.
+	exact := goodPod + "#" + strings.Repeat("x", maxInputFile-len(goodPod)-2) + "\n"
+	if _, code, err := runVigil(t, "test", "-p", policy, "-r", writeFile(t, dir, "exact.yaml", exact)); code != exitOK {
+		t.Errorf("a file of %d bytes: exit %d (%v), want 0", len(exact), code, err)
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 )
 
 // sample reads a file of config/samples as JSON.
-func sample(t *testing.T, name string) []byte {
+func sample(t testing.TB, name string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", name))
 	if err != nil {
@@ -196,7 +196,7 @@ func TestSkipRequest(t *testing.T) {
 		skip bool
 	}{"status subresource", status, true})
 	for _, c := range cases {
-		if skip, why := skipRequest(c.req); skip != c.skip {
+		if skip, why := skipRequest(c.req, readShape(c.req.Object.Raw)); skip != c.skip {
 			t.Errorf("%s: skip = %v (%s), want %v", c.name, skip, why, c.skip)
 		}
 	}

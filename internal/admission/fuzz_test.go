@@ -160,7 +160,7 @@ func FuzzWorkloadValidator(f *testing.F) {
 			SubResource: sub, Namespace: "default", Name: "fuzz",
 			Object: runtime.RawExtension{Raw: raw}, OldObject: runtime.RawExtension{Raw: old},
 		}}
-		skipped, _ := skipRequest(req)
+		skipped, _ := skipRequest(req, readShape(raw))
 		images := imageCount(raw)
 		_, decodeErr := policy.DecodeObject(raw)
 

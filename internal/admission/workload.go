@@ -58,17 +58,30 @@ func (v *WorkloadValidator) Handle(ctx context.Context, req admission.Request) a
 	case len(resp.Warnings) > 0:
 		decision = metrics.DecisionWarned
 	}
-	metrics.AdmissionRequests.WithLabelValues(kind, string(req.Operation), decision).Inc()
+	kind = metrics.Known(kind, metricKinds)
+	metrics.AdmissionRequests.WithLabelValues(kind, metrics.Known(string(req.Operation), metricOperations), decision).Inc()
 	metrics.AdmissionDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 	return resp
 }
+
+// The label values of the admission metrics: the kinds Vigil judges and the
+// operations its webhook configuration registers. Anything else a client
+// sends counts as metrics.Other.
+var (
+	metricKinds      = policy.SupportedKinds()
+	metricOperations = []string{string(admissionv1.Create), string(admissionv1.Update)}
+)
 
 func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) admission.Response {
 	if err := knownOperation(req); err != nil {
 		return badRequest(err)
 	}
-	if skip, why := skipRequest(req); skip {
+	shape := readShape(req.Object.Raw)
+	if skip, why := skipRequest(req, shape); skip {
 		return admission.Allowed(why)
+	}
+	if err := shape.checkContainers(); err != nil {
+		return badRequest(fmt.Errorf("%s %s: %w", req.Kind.Kind, objectName(req), err))
 	}
 	obj, err := policy.DecodeObject(req.Object.Raw)
 	if err != nil {
@@ -132,23 +145,15 @@ func (v *WorkloadValidator) waitSynced(ctx context.Context) error {
 
 // skipRequest tells the requests policy-controller lets through unjudged:
 // deletions, objects being deleted, and scale-downs of scalable workloads
-// (which must never be blocked by a policy).
-func skipRequest(req admission.Request) (bool, string) {
+// (which must never be blocked by a policy). shape is req.Object's.
+func skipRequest(req admission.Request, shape *objectShape) (bool, string) {
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return true, "only CREATE and UPDATE are judged"
 	}
 	if req.SubResource != "" && req.SubResource != "ephemeralcontainers" {
 		return true, "subresource " + req.SubResource + " is not judged"
 	}
-	var meta struct {
-		Metadata struct {
-			DeletionTimestamp *metav1.Time `json:"deletionTimestamp"`
-		} `json:"metadata"`
-	}
-	if err := json.Unmarshal(req.Object.Raw, &meta); err != nil {
-		return false, "" // DecodeObject reports the problem
-	}
-	if meta.Metadata.DeletionTimestamp != nil {
+	if shape.Metadata.DeletionTimestamp != nil {
 		return true, "the object is being deleted"
 	}
 	if req.Operation == admissionv1.Update && onlyScaledDown(req.OldObject.Raw, req.Object.Raw) {

@@ -5,7 +5,6 @@ package manager
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -59,7 +58,12 @@ const (
 // +kubebuilder:rbac:groups="",namespace=vigil-system,resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=vigil-system,resources=secrets,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=vigil-system,resources=leases,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;update;patch
+// cert-controller watches every ValidatingWebhookConfiguration (list and watch
+// take no resourceNames) but writes Vigil's own only (DefaultWebhookConfigName):
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=update;patch,resourceNames=vigil-validating-webhook-configuration
+// The report API's rules are in ClusterRole vigil-manager-reports, generated
+// from internal/manager/reportrbac for the API in use.
 // The metrics endpoint authenticates and authorizes each scrape:
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
@@ -70,10 +74,14 @@ type Options struct {
 	// config-policy-controller ConfigMap live there.
 	Namespace string
 
+	// MetricsBindAddress is where /metrics is served; "" or "0" is off.
 	MetricsBindAddress string
 	// SecureMetrics serves metrics over HTTPS behind Kubernetes authentication
 	// and authorization (in cluster); plain HTTP otherwise (`vigil dev`).
-	SecureMetrics          bool
+	SecureMetrics bool
+	// EnableHTTP2 lets the webhook and metrics servers speak HTTP/2; they
+	// speak HTTP/1.1 only otherwise (servers.go says why).
+	EnableHTTP2            bool
 	HealthProbeBindAddress string
 	// PprofBindAddress serves Go's profiles (net/http/pprof); "" or "0" is off.
 	PprofBindAddress string
@@ -173,15 +181,10 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if opts.KubeAPIQPS != 0 {
 		cfg.QPS, cfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
 	}
-	metricsOpts := metricsserver.Options{BindAddress: opts.MetricsBindAddress}
-	if opts.SecureMetrics {
-		metricsOpts.SecureServing = true
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
-		metricsOpts.TLSOpts = []func(*tls.Config){tlsMinVersion}
-	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        apis.NewScheme(),
-		Metrics:                       metricsOpts,
+		Scheme: apis.NewScheme(),
+		// No metrics server here: ours (servers.go) bounds slow clients.
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
 		PprofBindAddress:              opts.PprofBindAddress,
 		LeaderElection:                opts.LeaderElection,
@@ -225,6 +228,9 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
+	if err := addMetricsServer(mgr, cfg, opts); err != nil {
+		return nil, err
+	}
 	if err := mgr.Add(&policystore.Watcher{Store: m.Policies, Cache: mgr.GetCache()}); err != nil {
 		return nil, err
 	}
@@ -253,10 +259,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.CertDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create certificate directory: %w", err)
 	}
-	m.Webhook = webhook.NewServer(webhook.Options{
-		Host: opts.WebhookHost, Port: opts.WebhookPort, CertDir: opts.CertDir,
-		TLSOpts: []func(*tls.Config){tlsMinVersion},
-	})
+	m.Webhook = newWebhookServer(opts, mgr.GetLogger().WithName("webhook-server"))
 	if err := rotator.AddRotator(mgr, &rotator.CertRotator{
 		SecretKey:      types.NamespacedName{Namespace: opts.Namespace, Name: opts.CertSecretName},
 		CertDir:        opts.CertDir,
@@ -300,6 +303,24 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// addMetricsServer serves /metrics at opts.MetricsBindAddress, behind
+// Kubernetes authentication and authorization when opts.SecureMetrics.
+func addMetricsServer(mgr manager.Manager, cfg *rest.Config, opts Options) error {
+	if opts.MetricsBindAddress == "" || opts.MetricsBindAddress == "0" {
+		return nil
+	}
+	s := &metricsServer{addr: opts.MetricsBindAddress, secure: opts.SecureMetrics, enableHTTP2: opts.EnableHTTP2,
+		log: mgr.GetLogger().WithName("metrics-server")}
+	if opts.SecureMetrics {
+		filter, err := filters.WithAuthenticationAndAuthorization(cfg, mgr.GetHTTPClient())
+		if err != nil {
+			return fmt.Errorf("metrics authentication and authorization: %w", err)
+		}
+		s.filter = filter
+	}
+	return mgr.Add(s)
+}
+
 // ValidateLeaderElection checks the leader-election timing as client-go's
 // elector will, so that a bad combination is refused at once, with the
 // values, rather than when the manager starts. Zero values stand for the
@@ -333,8 +354,6 @@ func durationOrNil(d time.Duration) *time.Duration {
 	return &d
 }
 
-// tlsMinVersion refuses TLS older than 1.2 on every server Vigil runs.
-func tlsMinVersion(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }
 
 // delayedWebhook starts the webhook server once the certificate is ready. It
 // runs on every replica, leader or not.

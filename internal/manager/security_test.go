@@ -8,6 +8,7 @@ package manager_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -357,11 +358,12 @@ func TestCacheHoldsNoSecretOutsideVigilsNamespace(t *testing.T) {
 }
 
 // TestRBACKeepsSecretsInVigilsNamespace applies config/rbac and asks
-// kube-apiserver what the manager's ServiceAccount may do with Secrets.
+// kube-apiserver what the manager's ServiceAccount may do with Secrets, webhook
+// configurations and reports.
 func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 	ctx := context.Background()
 	create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vigil-controller"}})
-	for _, f := range []string{"role.yaml", "role_binding.yaml"} {
+	for _, f := range []string{"role.yaml", "reports/role.yaml", "role_binding.yaml"} {
 		data, err := os.ReadFile(filepath.Join(repoRoot, "config", "rbac", f))
 		if err != nil {
 			t.Fatal(err)
@@ -394,15 +396,18 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 		}
 	}
 	user := "system:serviceaccount:" + ns + ":vigil-controller"
-	review := func(namespace, resource, verb string) *authorizationv1.SubjectAccessReview {
+	reviewAttributes := func(attrs authorizationv1.ResourceAttributes) *authorizationv1.SubjectAccessReview {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Resource: resource, Verb: verb},
+			ResourceAttributes: &attrs,
 		}}
 		if err := k8s.Create(ctx, sar); err != nil {
 			t.Fatal(err)
 		}
 		return sar
+	}
+	review := func(namespace, resource, verb string) *authorizationv1.SubjectAccessReview {
+		return reviewAttributes(authorizationv1.ResourceAttributes{Namespace: namespace, Resource: resource, Verb: verb})
 	}
 	// kube-apiserver's RBAC authorizer follows Roles and bindings through an
 	// informer: wait until it has seen the ones just created.
@@ -441,4 +446,120 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 			t.Errorf("%s %s in %s: allowed = %v, want %v (%s)", c.verb, c.resource, where, sar.Status.Allowed, c.allowed, sar.Status.Reason)
 		}
 	}
+
+	// Issue 14: Vigil writes its own webhook configuration and no other
+	// engine's, and the reports of the API in use only (wgpolicyk8s.io here).
+	const vwc = "validatingwebhookconfigurations"
+	for _, c := range []struct {
+		group, resource, name, verb, namespace string
+		allowed                                bool
+	}{
+		{"admissionregistration.k8s.io", vwc, manager.DefaultWebhookConfigName, "update", "", true},
+		{"admissionregistration.k8s.io", vwc, manager.DefaultWebhookConfigName, "patch", "", true},
+		{"admissionregistration.k8s.io", vwc, "kyverno-resource-validating-webhook-cfg", "update", "", false},
+		{"admissionregistration.k8s.io", vwc, "policy.sigstore.dev", "patch", "", false},
+		{"admissionregistration.k8s.io", vwc, "", "list", "", true},
+		{"admissionregistration.k8s.io", vwc, "", "create", "", false},
+		{"admissionregistration.k8s.io", vwc, manager.DefaultWebhookConfigName, "delete", "", false},
+		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "list", "", false},
+		{"wgpolicyk8s.io", "policyreports", "", "create", "default", true},
+		{"wgpolicyk8s.io", "policyreports", "", "delete", "default", true},
+		{"openreports.io", "reports", "", "create", "default", false},
+		{"openreports.io", "reports", "", "list", "", false},
+	} {
+		sar := reviewAttributes(authorizationv1.ResourceAttributes{
+			Group: c.group, Resource: c.resource, Name: c.name, Verb: c.verb, Namespace: c.namespace,
+		})
+		if sar.Status.Allowed != c.allowed {
+			t.Errorf("%s %s.%s %q: allowed = %v, want %v (%s)", c.verb, c.resource, c.group, c.name, sar.Status.Allowed, c.allowed, sar.Status.Reason)
+		}
+	}
+}
+
+// TestServersSpeakHTTP1Only: without --enable-http2 neither server offers
+// HTTP/2, whatever the client asks for (issue 14).
+func TestServersSpeakHTTP1Only(t *testing.T) {
+	for name, addr := range map[string]string{"webhook": webhookAddr, "metrics": metricsAddr} {
+		t.Run(name, func(t *testing.T) {
+			for _, offer := range [][]string{{"h2"}, {"h2", "http/1.1"}} {
+				conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{
+					NextProtos: offer, ServerName: "localhost", InsecureSkipVerify: true,
+				})
+				if err != nil {
+					// Go refuses a handshake whose protocols it does not speak.
+					if !strings.Contains(err.Error(), "no application protocol") || len(offer) > 1 {
+						t.Errorf("a client offering %q: %v", offer, err)
+					}
+					continue
+				}
+				if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
+					t.Errorf("a client offering %q negotiated %q", offer, p)
+				}
+				_ = conn.Close()
+			}
+
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				ForceAttemptHTTP2: true,
+				TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+			}}
+			resp, err := c.Get("https://" + addr + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.ProtoMajor != 1 {
+				t.Errorf("an HTTP/2 client was answered over %s", resp.Proto)
+			}
+		})
+	}
+}
+
+// TestServersCutOffSlowClients: a client that sends its headers, or its
+// body, too slowly loses its connection after manager.ReadHeaderTimeout or
+// manager.ReadTimeout, rather than holding it (and a goroutine) for ever.
+func TestServersCutOffSlowClients(t *testing.T) {
+	for _, c := range []struct {
+		name, partial string
+		// wait is how long the test waits for the server to end the
+		// connection: well past the server's bound, and short of
+		// controller-runtime's 32 s ReadHeaderTimeout.
+		wait time.Duration
+	}{
+		{"slow headers", "POST " + admission.WorkloadPath + " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n",
+			manager.ReadHeaderTimeout + 15*time.Second},
+		{"slow body", "POST " + admission.WorkloadPath + " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"request\":",
+			manager.ReadTimeout + 15*time.Second},
+	} {
+		for name, addr := range map[string]string{"webhook": webhookAddr, "metrics": metricsAddr} {
+			t.Run(c.name+" "+name, func(t *testing.T) {
+				t.Parallel()
+				conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{
+					ServerName: "localhost", InsecureSkipVerify: true,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = conn.Close() }()
+				if _, err := io.WriteString(conn, c.partial); err != nil {
+					t.Fatal(err)
+				}
+				wait := c.wait
+				if err := conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				got, err := io.ReadAll(conn)
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("the connection was still open after %s", wait)
+				}
+				t.Logf("connection closed by the server after %s (%v); it answered %q", time.Since(start).Round(100*time.Millisecond), err, firstLine(got))
+			})
+		}
+	}
+}
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(string(b), "\r\n")
+	return line
 }

@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +31,20 @@ const (
 	// were not loaded yet); kube-apiserver applies the failurePolicy.
 	DecisionError = "error"
 )
+
+// Other is the value of a label whose value a client chose outside the known
+// set, such as the kind or operation of an admission request sent straight to
+// the webhook: every such request counts under Other, so no client can add a
+// series (and the memory it keeps) by inventing values.
+const Other = "other"
+
+// Known is value when it is one of known, Other otherwise.
+func Known(value string, known []string) string {
+	if slices.Contains(known, value) {
+		return value
+	}
+	return Other
+}
 
 // Report write outcomes, the values of the outcome label.
 const (
@@ -66,13 +81,13 @@ var (
 	// AdmissionRequests counts admission requests by kind, operation and decision.
 	AdmissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_admission_requests_total",
-		Help: "Admission requests by kind, operation and decision (allowed, denied, warned, error).",
+		Help: "Admission requests by kind, operation and decision (allowed, denied, warned, error); kinds and operations outside the known sets count as other.",
 	}, []string{"kind", "operation", "decision"})
 
 	// AdmissionDuration is the time the webhook takes to answer, by kind.
 	AdmissionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "vigil_admission_duration_seconds",
-		Help:    "Time the validating webhook takes to decide, by kind.",
+		Help:    "Time the validating webhook takes to decide, by kind (other for kinds outside the known set).",
 		Buckets: []float64{1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 	}, []string{"kind"})
 
