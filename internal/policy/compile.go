@@ -109,6 +109,8 @@ type CompiledPolicy struct {
 	cache *resultCache
 	// observer of vigil_evaluation_duration_seconds for the policy's type.
 	observer prometheus.Observer
+	// report: the rule, category and severity of its results.
+	report reportFields
 	// overrunning counts CUE evaluations abandoned at their time limit and
 	// still running; see evaluateWithin.
 	overrunning atomic.Int32
@@ -169,6 +171,10 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		return nil, &InvalidPolicyError{Policy: cip.Name, Reason: v1beta1.ReasonInvalid,
 			Field: v.errs.merged()[0].Paths[0], Message: v.errs.Error()}
 	}
+	fields, err := reportFieldsOf(cip, spec)
+	if err != nil {
+		return nil, err
+	}
 	m, err := buildMatcher(spec)
 	if err != nil { // validation has checked globs and selectors
 		return nil, &InvalidPolicyError{Policy: cip.Name, Reason: v1beta1.ReasonInvalid, Field: "spec", Message: err.Error()}
@@ -180,6 +186,7 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		Warnings:   v.warnings.lines(),
 		matcher:    m,
 		cache:      newResultCache(resultCacheSize),
+		report:     fields,
 	}
 	for _, a := range spec.Authorities {
 		p.authorities = append(p.authorities, authority{name: a.Name, static: a.Static})
@@ -359,6 +366,7 @@ type BrokenPolicy struct {
 	Err        error
 
 	matcher matcher
+	report  reportFields
 }
 
 // NewBrokenPolicy records cip as unusable because of err. It keeps whatever
@@ -375,5 +383,8 @@ func NewBrokenPolicy(cip *v1beta1.ClusterImagePolicy, err error) *BrokenPolicy {
 		m.all = true
 	}
 	b.matcher = m
+	spec := cip.Spec.DeepCopy()
+	setDefaults(spec)
+	b.report, _ = reportFieldsOf(cip, spec) // what is valid of them
 	return b
 }
