@@ -62,7 +62,7 @@ configuration --webhook-config-name.`,
 				}
 			}
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
-			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			ctrl.SetLogger(manager.QuietCertRotation(zap.New(zap.UseFlagOptions(&zapOpts))))
 			if nsLabel {
 				if err := metrics.UseNamespaceLabel(); err != nil {
 					return err
