@@ -89,19 +89,7 @@ spec:
 	})
 
 	t.Run("a pod that got in while the webhook configuration was absent is drift, until it goes", func(t *testing.T) {
-		d.apply(t, `apiVersion: policy.sigstore.dev/v1beta1
-kind: ClusterImagePolicy
-metadata:
-  name: act-caps
-spec:
-  images: [glob: 'example.com/act-caps/**']
-  authorities: [static: {action: pass}]
-  policy:
-    includeSpec: true
-    type: cue
-    data: |
-      spec: containers: [...{securityContext: capabilities: add: [...("CHOWN" | "KILL")]}]
-`)
+		d.apply(t, capsPolicy("act-caps", "example.com/act-caps/**"))
 		expr := driftAlertExpr(t)
 		d.MustKubectl(t, "delete", "validatingwebhookconfiguration", "vigil-validating-webhook-configuration")
 		pod := fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: slipped, namespace: %s}\nspec:\n  containers:\n  - name: app\n    image: example.com/act-caps/app:1\n    securityContext: {capabilities: {add: [NET_ADMIN]}}\n", ns)
@@ -159,6 +147,24 @@ spec:
 		t.Logf("%d results in %d reports:\n%s", n, len(list.Items), d.MustKubectl(t, "get", "polr", "-A", "-o",
 			`jsonpath={range .items[*].results[*]}{.policy}{"\t"}{.rule}{"\t"}{.category}{"\t"}{.severity}{"\t"}{.result}{"\n"}{end}`))
 	})
+}
+
+// capsPolicy is a policy in enforce mode over the images of glob whose
+// containers may add the capabilities CHOWN and KILL only.
+func capsPolicy(name, glob string) string {
+	return fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: %s
+spec:
+  images: [glob: '%s']
+  authorities: [static: {action: pass}]
+  policy:
+    includeSpec: true
+    type: cue
+    data: |
+      spec: containers: [...{securityContext: capabilities: add: [...("CHOWN" | "KILL")]}]
+`, name, glob)
 }
 
 // The drift alert's expression, as the rules ship it. This test evaluates it
