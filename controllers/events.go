@@ -15,8 +15,12 @@ import (
 const (
 	ReasonPolicyViolation = "PolicyViolation"
 	ReasonPolicyCompliant = "PolicyCompliant"
-	ReasonPolicyInvalid   = "PolicyInvalid"
-	ReasonPolicyReady     = "PolicyReady"
+	// ReasonPolicyError: a policy can no longer be evaluated for the pod (an
+	// authority or the policy body could not be evaluated, or the policy is
+	// not ready).
+	ReasonPolicyError   = "PolicyError"
+	ReasonPolicyInvalid = "PolicyInvalid"
+	ReasonPolicyReady   = "PolicyReady"
 )
 
 // maxEventNote keeps notes within what the events API accepts.

@@ -97,7 +97,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		return ctrl.Result{}, err
 	}
 	r.announce(pod, plan.Transitions)
-	r.count(req.NamespacedName, d)
+	r.count(req.NamespacedName, d, plan.Transitions)
 	return ctrl.Result{}, nil
 }
 
@@ -238,7 +238,7 @@ func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, ke
 	}
 	r.stale.done(key, names)
 	if keep == "" {
-		r.setCounts(key, nil)
+		r.setCounts(key, nil, nil)
 	}
 	return nil
 }
@@ -249,6 +249,8 @@ func (r *PodReconciler) announce(pod *corev1.Pod, transitions []report.Transitio
 		switch {
 		case t.Violation():
 			r.events.warning(pod, ReasonPolicyViolation, fmt.Sprintf("%s (%s): %s", t.Policy, t.To, t.Description))
+		case t.Errored():
+			r.events.warning(pod, ReasonPolicyError, fmt.Sprintf("%s cannot be evaluated: %s", t.Policy, t.Description))
 		case t.Compliant():
 			r.events.normal(pod, ReasonPolicyCompliant, fmt.Sprintf("%s: the pod satisfies the policy again", t.Policy))
 		}
@@ -258,18 +260,25 @@ func (r *PodReconciler) announce(pod *corev1.Pod, transitions []report.Transitio
 	}
 }
 
-// count records the pod's results in the counts behind the policy status and
-// vigil_policy_results.
-func (r *PodReconciler) count(key types.NamespacedName, d policy.Decision) {
+// count records the pod's results, and the policies it drifted out of now,
+// in the counts behind the policy status, vigil_policy_results and
+// vigil_drifted_pods.
+func (r *PodReconciler) count(key types.NamespacedName, d policy.Decision, transitions []report.Transition) {
 	results := make(map[string]string, len(d.Results))
 	for _, res := range d.Results {
 		results[res.Policy] = res.Result
 	}
-	r.setCounts(key, results)
+	var drifted []string
+	for _, t := range transitions {
+		if t.Drift {
+			drifted = append(drifted, t.Policy)
+		}
+	}
+	r.setCounts(key, results, drifted)
 }
 
-func (r *PodReconciler) setCounts(key types.NamespacedName, results map[string]string) {
-	if changed := r.tally.set(key, results); len(changed) > 0 {
+func (r *PodReconciler) setCounts(key types.NamespacedName, results map[string]string, drifted []string) {
+	if changed := r.tally.set(key, results, drifted); len(changed) > 0 {
 		r.policyCountsChanged(changed)
 	}
 }

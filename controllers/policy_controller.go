@@ -68,6 +68,7 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		Warn:  r.tally.count(cip.Name, policy.ResultWarn),
 		Error: r.tally.count(cip.Name, policy.ResultError),
 	}
+	meta.SetStatusCondition(&status.Conditions, evaluatedCondition(cip.Generation, status.Pods.Error))
 	ready := compileErr == nil
 	metrics.PolicyReady.WithLabelValues(cip.Name).Set(boolGauge(ready))
 	if statusEqual(cip.Status, status) {
@@ -108,6 +109,23 @@ func readyCondition(generation int64, compileErr error) metav1.Condition {
 	return metav1.Condition{
 		Type: v1beta1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: generation,
 		Reason: reason, Message: compileErr.Error(),
+	}
+}
+
+// evaluatedCondition states whether the policy could be evaluated for every
+// running pod it matches, errors being pods with an error result.
+func evaluatedCondition(generation int64, errors int) metav1.Condition {
+	if errors == 0 {
+		return metav1.Condition{
+			Type: v1beta1.ConditionEvaluated, Status: metav1.ConditionTrue, ObservedGeneration: generation,
+			Reason: v1beta1.ReasonAllEvaluated, Message: "the policy could be evaluated for every running pod it matches",
+		}
+	}
+	return metav1.Condition{
+		Type: v1beta1.ConditionEvaluated, Status: metav1.ConditionFalse, ObservedGeneration: generation,
+		Reason: v1beta1.ReasonEvaluationErrors,
+		Message: fmt.Sprintf("the policy could not be evaluated for %d running pod(s), which admission would deny if re-created "+
+			"in enforce mode; their PolicyReports say why (results with result error)", errors),
 	}
 }
 

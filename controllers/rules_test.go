@@ -6,7 +6,10 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 )
 
 // These are pure unit tests of the verify path's bookkeeping: they need no
@@ -75,14 +78,14 @@ func TestTally(t *testing.T) {
 	tl := newTally()
 	a := types.NamespacedName{Namespace: "ns", Name: "a"}
 	b := types.NamespacedName{Namespace: "ns", Name: "b"}
-	if changed := tl.set(a, map[string]string{"p": "fail", "q": "pass"}); strings.Join(sorted(changed), ",") != "p,q" {
+	if changed := tl.set(a, map[string]string{"p": "fail", "q": "pass"}, nil); strings.Join(sorted(changed), ",") != "p,q" {
 		t.Errorf("first results changed %v, want p,q", changed)
 	}
-	if changed := tl.set(a, map[string]string{"p": "fail", "q": "pass"}); len(changed) != 0 {
+	if changed := tl.set(a, map[string]string{"p": "fail", "q": "pass"}, nil); len(changed) != 0 {
 		t.Errorf("the same results changed %v", changed)
 	}
-	tl.set(b, map[string]string{"p": "pass"})
-	if changed := tl.set(a, map[string]string{"p": "pass"}); strings.Join(sorted(changed), ",") != "p,q" {
+	tl.set(b, map[string]string{"p": "pass"}, nil)
+	if changed := tl.set(a, map[string]string{"p": "pass"}, nil); strings.Join(sorted(changed), ",") != "p,q" {
 		t.Errorf("fail to pass and q gone changed %v", changed)
 	}
 	if tl.count("p", "pass") != 2 || tl.count("p", "fail") != 0 || tl.count("q", "pass") != 0 {
@@ -101,10 +104,48 @@ func TestTally(t *testing.T) {
 	if tl.count("p", "fail") != 0 {
 		t.Errorf("a second seed counted")
 	}
-	tl.set(a, nil)
-	tl.set(b, nil)
+	tl.set(a, nil, nil)
+	tl.set(b, nil, nil)
 	if tl.count("p", "pass") != 0 {
 		t.Errorf("forgotten pods still counted")
+	}
+}
+
+// A pod counts as drifted out of a policy from its drift for as long as it
+// stays out of the policy: until it passes, cannot be evaluated, or goes.
+func TestTallyDriftedPods(t *testing.T) {
+	tl := newTally()
+	a := types.NamespacedName{Namespace: "ns", Name: "a"}
+	b := types.NamespacedName{Namespace: "ns", Name: "b"}
+	steps := []struct {
+		name    string
+		pod     types.NamespacedName
+		results map[string]string
+		drifted []string
+		p, q    int // drifted pods of p and q after the step
+	}{
+		{"a fails p unjudged: drifted", a, map[string]string{"p": "fail", "q": "pass"}, []string{"p"}, 1, 0},
+		{"b fails p since its first judgement, not drift", b, map[string]string{"p": "warn"}, nil, 1, 0},
+		{"a judged again, the same", a, map[string]string{"p": "fail", "q": "pass"}, nil, 1, 0},
+		{"a's mode changed: still out", a, map[string]string{"p": "warn", "q": "pass"}, nil, 1, 0},
+		{"a drifts out of q too", a, map[string]string{"p": "warn", "q": "fail"}, []string{"q"}, 1, 1},
+		{"a drift noted twice counts once", a, map[string]string{"p": "warn", "q": "fail"}, []string{"q"}, 1, 1},
+		{"a passes p again", a, map[string]string{"p": "pass", "q": "fail"}, nil, 0, 1},
+		{"a cannot be evaluated for q", a, map[string]string{"p": "pass", "q": "error"}, nil, 0, 0},
+		{"a drifts from error to fail", a, map[string]string{"p": "pass", "q": "fail"}, []string{"q"}, 0, 1},
+		{"a drift of a result that is not bad is ignored", b, map[string]string{"p": "pass"}, []string{"p"}, 0, 1},
+		{"q no longer matches a", a, map[string]string{"p": "pass"}, nil, 0, 0},
+		{"b drifts", b, map[string]string{"p": "fail"}, []string{"p"}, 1, 0},
+		{"b is gone", b, nil, nil, 0, 0},
+	}
+	for _, s := range steps {
+		tl.set(s.pod, s.results, s.drifted)
+		if p, q := tl.driftedPods("p"), tl.driftedPods("q"); p != s.p || q != s.q {
+			t.Fatalf("%s: drifted pods p %d q %d, want %d %d", s.name, p, q, s.p, s.q)
+		}
+	}
+	if len(tl.drifted) != 0 {
+		t.Errorf("entries left: %v", tl.drifted)
 	}
 }
 
@@ -122,5 +163,18 @@ func TestTruncateKeepsUTF8(t *testing.T) {
 	}
 	if short := "fine"; truncate(short, maxEventNote) != short {
 		t.Errorf("a short note was changed")
+	}
+}
+
+// Evaluated says whether some running pods have an error result, leaving
+// Ready to say whether the policy compiled.
+func TestEvaluatedCondition(t *testing.T) {
+	ok := evaluatedCondition(3, 0)
+	if ok.Type != v1beta1.ConditionEvaluated || ok.Status != metav1.ConditionTrue || ok.Reason != v1beta1.ReasonAllEvaluated || ok.ObservedGeneration != 3 {
+		t.Errorf("no errors: %+v", ok)
+	}
+	bad := evaluatedCondition(3, 2)
+	if bad.Status != metav1.ConditionFalse || bad.Reason != v1beta1.ReasonEvaluationErrors || !strings.Contains(bad.Message, "2 running pod(s)") {
+		t.Errorf("2 errors: %+v", bad)
 	}
 }

@@ -5,17 +5,29 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/metrics"
+	"github.com/vigil-dev/vigil/internal/report"
 )
 
 // tally counts the current result of every judged pod per policy: the
 // vigil_policy_results gauge and the pod counts in ClusterImagePolicy status
 // come from it, so they agree with the reports by construction.
+//
+// It also counts the pods drifted out of each policy (vigil_drifted_pods):
+// a pod is drifted from the drift on (report.IsDrift) for as long as its
+// result stays fail or warn, so the count falls when the pod is fixed, the
+// policy is, or the pod goes. Which pods drifted lives only in this process:
+// after a restart or a leader handover the count starts again from zero.
 type tally struct {
 	mu          sync.Mutex
 	pods        map[types.NamespacedName]map[string]string // pod -> policy -> result
 	counts      map[string]map[string]int                  // policy -> result -> pods
 	byNamespace map[namespacedCount]int
+	// drifted: pod -> policies it drifted out of and is still out of.
+	drifted        map[types.NamespacedName]map[string]bool
+	driftedCounts  map[string]int // policy -> drifted pods
+	driftedByNames map[namespacedCount]int
 	// seeded is set once the reports found at start are counted.
 	seeded bool
 }
@@ -25,15 +37,66 @@ func newTally() *tally {
 		pods:        map[types.NamespacedName]map[string]string{},
 		counts:      map[string]map[string]int{},
 		byNamespace: map[namespacedCount]int{},
+
+		drifted:        map[types.NamespacedName]map[string]bool{},
+		driftedCounts:  map[string]int{},
+		driftedByNames: map[namespacedCount]int{},
 	}
 }
 
-// set records pod's results (nil: the pod is no longer judged) and returns the
-// policies whose counts changed.
-func (t *tally) set(pod types.NamespacedName, results map[string]string) []string {
+// set records pod's results (nil: the pod is no longer judged) and the
+// policies it has just drifted out of, and returns the policies whose result
+// counts changed.
+func (t *tally) set(pod types.NamespacedName, results map[string]string, drifted []string) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.setLocked(pod, results)
+	changed := t.setLocked(pod, results)
+	t.driftLocked(pod, results, drifted)
+	return changed
+}
+
+// driftLocked marks pod drifted out of the policies named, and no longer
+// drifted out of those it is now in (or no longer judged by).
+func (t *tally) driftLocked(pod types.NamespacedName, results map[string]string, drifted []string) {
+	marks := t.drifted[pod]
+	for policy := range marks {
+		if !report.Bad(reportsv1alpha2.Result(results[policy])) {
+			delete(marks, policy)
+			t.addDriftedLocked(pod.Namespace, policy, -1)
+		}
+	}
+	for _, policy := range drifted {
+		if marks[policy] || !report.Bad(reportsv1alpha2.Result(results[policy])) {
+			continue
+		}
+		if marks == nil {
+			marks = map[string]bool{}
+			t.drifted[pod] = marks
+		}
+		marks[policy] = true
+		t.addDriftedLocked(pod.Namespace, policy, +1)
+	}
+	if len(marks) == 0 {
+		delete(t.drifted, pod)
+	}
+}
+
+func (t *tally) addDriftedLocked(namespace, policy string, n int) {
+	t.driftedCounts[policy] += n
+	if !metrics.NamespaceLabel() {
+		metrics.SetDriftedPods(policy, "", t.driftedCounts[policy])
+		return
+	}
+	k := namespacedCount{policy: policy, namespace: namespace}
+	t.driftedByNames[k] += n
+	metrics.SetDriftedPods(policy, namespace, t.driftedByNames[k])
+}
+
+// driftedPods is the number of pods drifted out of policy and still out.
+func (t *tally) driftedPods(policy string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.driftedCounts[policy]
 }
 
 // seed counts, once, the results of reports written before this process
@@ -97,7 +160,8 @@ func (t *tally) addLocked(namespace, policy, result string, n int) {
 }
 
 // namespacedCount keys the counts behind the namespace label of
-// vigil_policy_results, kept only when that label is on.
+// vigil_policy_results and vigil_drifted_pods (result empty), kept only when
+// that label is on.
 type namespacedCount struct{ policy, result, namespace string }
 
 // count is the number of pods with result for policy.
@@ -119,9 +183,12 @@ func (t *tally) forgetPolicy(policy string) {
 	}
 	metrics.ForgetPolicy(policy)
 	delete(t.counts, policy)
-	for k := range t.byNamespace {
-		if k.policy == policy {
-			delete(t.byNamespace, k)
+	delete(t.driftedCounts, policy) // 0: drifted pods have a result
+	for _, m := range []map[namespacedCount]int{t.byNamespace, t.driftedByNames} {
+		for k := range m {
+			if k.policy == policy {
+				delete(m, k)
+			}
 		}
 	}
 }

@@ -539,12 +539,12 @@ func TestEnforceAndWarn(t *testing.T) {
 
 	rows := kubectlRows(t, "get", "cip", enforce.Name, warned.Name)
 	wantRows := [][]string{
-		{"NAME", "MODE", "READY", "PASS", "FAIL", "WARN", "AGE"},
-		{"modes-enforce", "enforce", "True", "0", "1", "0"},
-		{"modes-warn", "warn", "True", "0", "0", "1"},
+		{"NAME", "MODE", "READY", "PASS", "FAIL", "WARN", "ERROR", "AGE"},
+		{"modes-enforce", "enforce", "True", "0", "1", "0", "0"},
+		{"modes-warn", "warn", "True", "0", "0", "1", "0"},
 	}
 	for i, want := range wantRows {
-		if i >= len(rows) || len(rows[i]) != 7 || !reflect.DeepEqual(rows[i][:len(want)], want) {
+		if i >= len(rows) || len(rows[i]) != 8 || !reflect.DeepEqual(rows[i][:len(want)], want) {
 			t.Errorf("kubectl get cip: line %d = %v, want %v (then an age)", i, rows[min(i, len(rows)-1)], want)
 		}
 	}

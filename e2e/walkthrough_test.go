@@ -386,23 +386,26 @@ func table(out string) (header []string, rows [][]string) {
 }
 
 // waitCIPTable waits until `kubectl get cip` shows, for each policy named in
-// want, the columns MODE READY PASS FAIL WARN as want says (space-separated).
+// want, the columns MODE READY PASS FAIL WARN, and ERROR when want gives
+// six, as want says (space-separated).
 func waitCIPTable(t testing.TB, d *devEnv, want map[string]string) {
 	t.Helper()
 	waitFor(t, waitTimeout, fmt.Sprintf("kubectl get cip to show %v", want), func() (bool, string) {
 		r := d.run(t, "", "get", "cip")
 		header, rows := table(r.Stdout)
-		if !slices.Equal(header, []string{"NAME", "MODE", "READY", "PASS", "FAIL", "WARN", "AGE"}) {
+		if !slices.Equal(header, []string{"NAME", "MODE", "READY", "PASS", "FAIL", "WARN", "ERROR", "AGE"}) {
 			return false, r.String()
 		}
-		got := map[string]string{}
+		got := map[string][]string{}
 		for _, row := range rows {
 			if len(row) == len(header) {
-				got[row[0]] = strings.Join(row[1:6], " ")
+				got[row[0]] = row[1:7]
 			}
 		}
 		for name, cols := range want {
-			if got[name] != cols {
+			// MODE READY PASS FAIL WARN, and ERROR when given.
+			n := len(strings.Fields(cols))
+			if row := got[name]; len(row) < n || strings.Join(row[:n], " ") != cols {
 				return false, r.Stdout
 			}
 		}

@@ -19,19 +19,7 @@ func TestWebhookDown(t *testing.T) {
 	d.namespace(t, "down-in", true)
 	d.namespace(t, "down-out", false)
 	d.deleteCIPsAtCleanup(t, "down-caps")
-	d.apply(t, `apiVersion: policy.sigstore.dev/v1beta1
-kind: ClusterImagePolicy
-metadata:
-  name: down-caps
-spec:
-  images: [glob: 'example.com/down/**']
-  authorities: [static: {action: pass}]
-  policy:
-    includeSpec: true
-    type: cue
-    data: |
-      spec: containers: [...{securityContext: capabilities: add: [...("CHOWN" | "KILL")]}]
-`)
+	d.apply(t, capsPolicy("down-caps", "example.com/down/**"))
 	pod := func(ns, name, capability string) string {
 		return fmt.Sprintf(`apiVersion: v1
 kind: Pod

@@ -65,7 +65,7 @@ configuration --webhook-config-name.`,
 				}
 			}
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
-			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			ctrl.SetLogger(manager.QuietCertRotation(zap.New(zap.UseFlagOptions(&zapOpts))))
 			if err := applyMemoryLimit(memoryPercent); err != nil {
 				return &exitError{code: exitBadInput, err: err}
 			}

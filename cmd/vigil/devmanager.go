@@ -34,7 +34,7 @@ const devReadyTimeout = 2 * time.Minute
 // loopback (https://localhost:PORT, with a certificate cert-controller makes
 // for localhost), metrics over plain HTTP, no leader election.
 func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, ready chan<- struct{}) error {
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	ctrl.SetLogger(manager.QuietCertRotation(zap.New(zap.WriteTo(os.Stderr))))
 	c, err := client.New(cfg, client.Options{Scheme: apis.NewScheme()})
 	if err != nil {
 		return err

@@ -53,6 +53,11 @@ const DefaultNodes = 3
 const (
 	startTimeout = 3 * time.Minute
 	stopGrace    = 15 * time.Second
+	// controlPlaneStopGrace is kube-apiserver's and etcd's: on SIGTERM
+	// kube-apiserver drains the requests in flight, for up to its request
+	// timeout (60s), and on a loaded machine that takes longer than the
+	// other children's grace; envtest reports a timeout, then kills it.
+	controlPlaneStopGrace = 70 * time.Second
 )
 
 // Cluster is a running local cluster. Stop it exactly once (further calls
@@ -67,6 +72,9 @@ type Cluster struct {
 	children     []*process // kube-controller-manager, kube-scheduler, kwok
 	registry     *Registry
 	registryLog  *os.File
+	// starter starts every child, so that their parent-death signal
+	// follows vigil, not a thread of it.
+	starter *startThread
 
 	failOnce sync.Once
 	failed   chan struct{} // closed when a child exits unexpectedly
@@ -102,7 +110,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create the cluster's temporary directory: %w", err)
 	}
-	c := &Cluster{dir: dir, log: opts.Log, nodes: opts.Nodes, failed: make(chan struct{})}
+	c := &Cluster{dir: dir, log: opts.Log, nodes: opts.Nodes, failed: make(chan struct{}), starter: newStartThread()}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.Stop())
@@ -161,19 +169,24 @@ func (c *Cluster) startControlPlane(bins map[string]string) error {
 	defer etcdLog.Close()
 	defer apiLog.Close()
 
+	paths, undo, err := shimmed(filepath.Join(c.dir, "shims"), map[string]string{binEtcd: bins[binEtcd], binAPIServer: bins[binAPIServer]})
+	if err != nil {
+		return err
+	}
+	defer undo()
 	api := &envtest.APIServer{
-		Path: bins[binAPIServer], CertDir: filepath.Join(c.dir, "kube-apiserver"),
-		Out: apiLog, Err: apiLog, StartTimeout: time.Minute, StopTimeout: stopGrace,
+		Path: paths[binAPIServer], CertDir: filepath.Join(c.dir, "kube-apiserver"),
+		Out: apiLog, Err: apiLog, StartTimeout: time.Minute, StopTimeout: controlPlaneStopGrace,
 	}
 	api.Configure().Set("disable-admission-plugins", strings.Join(disabledAdmissionPlugins, ","))
 	c.controlPlane = &envtest.ControlPlane{
 		Etcd: &envtest.Etcd{
-			Path: bins[binEtcd], DataDir: filepath.Join(c.dir, "etcd"),
-			Out: etcdLog, Err: etcdLog, StartTimeout: time.Minute, StopTimeout: stopGrace,
+			Path: paths[binEtcd], DataDir: filepath.Join(c.dir, "etcd"),
+			Out: etcdLog, Err: etcdLog, StartTimeout: time.Minute, StopTimeout: controlPlaneStopGrace,
 		},
 		APIServer: api,
 	}
-	if err := c.controlPlane.Start(); err != nil {
+	if err := c.starter.run(c.controlPlane.Start); err != nil {
 		return fmt.Errorf("start etcd and kube-apiserver: %w; the end of kube-apiserver's log:\n%s",
 			err, logTail(c.logPath(binAPIServer), 20))
 	}
@@ -239,7 +252,11 @@ func (c *Cluster) startComponents(bins map[string]string) (componentPorts, error
 		{binKwok, kwokArgs(kubeconfig, stagesFile)},
 	}
 	for _, s := range starts {
-		p, err := startProcess(s.name, bins[s.name], s.args, env, c.logPath(s.name), c.childExited)
+		var p *process
+		err := c.starter.run(func() (err error) {
+			p, err = startProcess(s.name, bins[s.name], s.args, env, c.logPath(s.name), c.childExited)
+			return err
+		})
 		if err != nil {
 			return ports, err
 		}
@@ -397,8 +414,11 @@ func (c *Cluster) Stop() error {
 			cancel()
 		}
 		if c.controlPlane != nil {
+			cpBegan := time.Now()
 			errs = append(errs, c.controlPlane.Stop())
+			c.logf("kube-apiserver and etcd stopped (%s)", since(cpBegan))
 		}
+		c.starter.stop()
 		if err := os.RemoveAll(c.dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", c.dir, err))
 		}

@@ -354,7 +354,6 @@ func durationOrNil(d time.Duration) *time.Duration {
 	return &d
 }
 
-
 // delayedWebhook starts the webhook server once the certificate is ready. It
 // runs on every replica, leader or not.
 type delayedWebhook struct {

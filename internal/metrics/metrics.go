@@ -61,9 +61,14 @@ var (
 	// SetPolicyResults; it is registered at first use.
 	PolicyResults *prometheus.GaugeVec
 
-	// Drift counts results of pods that already have a report turning fail
-	// or warn. Count it through AddDrift; it is registered at first use.
+	// Drift counts drift: a running pod's result turning fail or warn when
+	// the pod was in policy, or a first judgement of fail (report.IsDrift).
+	// Count it through AddDrift; it is registered at first use.
 	Drift *prometheus.CounterVec
+	// DriftedPods is the number of running pods drifted out of a policy and
+	// still out of it. Set it through SetDriftedPods; it is registered at
+	// first use.
+	DriftedPods *prometheus.GaugeVec
 
 	// Evaluations counts decisions by trigger and result.
 	Evaluations = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -148,13 +153,17 @@ func registerPerPod(byNamespace bool) (registered bool) {
 		namespaceLabel = byNamespace
 		PolicyResults = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vigil_policy_results",
-			Help: "Running pods per policy and result (pass, fail, warn, error), as their PolicyReports say now.",
+			Help: "Running pods per policy and result (pass, fail, warn, error, skip), as their PolicyReports say now.",
 		}, withNamespace([]string{"policy", "result"}, byNamespace))
 		Drift = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_drift_total",
-			Help: "Results of already-reported pods that turned fail or warn (from pass, or from nothing because the policy is new or its match changed).",
+			Help: "Drift: results of running pods that turned fail or warn from pass, skip, error or no result (a new policy), and first judgements of fail (the pod got in unjudged).",
 		}, withNamespace([]string{"policy"}, byNamespace))
-		crmetrics.Registry.MustRegister(PolicyResults, Drift)
+		DriftedPods = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigil_drifted_pods",
+			Help: "Running pods that drifted out of the policy and are still out of it (fail or warn), now.",
+		}, withNamespace([]string{"policy"}, byNamespace))
+		crmetrics.Registry.MustRegister(PolicyResults, Drift, DriftedPods)
 		registered = true
 	})
 	return registered
@@ -167,8 +176,8 @@ func withNamespace(labels []string, byNamespace bool) []string {
 	return labels
 }
 
-// UseNamespaceLabel adds a namespace label to vigil_policy_results and
-// vigil_drift_total, for those who accept one series per namespace and
+// UseNamespaceLabel adds a namespace label to vigil_policy_results,
+// vigil_drift_total and vigil_drifted_pods, for those who accept one series per namespace and
 // policy. It must come before anything is recorded.
 func UseNamespaceLabel() error {
 	if !registerPerPod(true) && !namespaceLabel {
@@ -202,10 +211,22 @@ func AddDrift(policy, namespace string) {
 	Drift.WithLabelValues(policy).Inc()
 }
 
-// ForgetPolicy drops every vigil_policy_results series of policy.
+// SetDriftedPods sets the number of pods drifted out of policy; namespace is
+// used only with the namespace label.
+func SetDriftedPods(policy, namespace string, pods int) {
+	if NamespaceLabel() {
+		DriftedPods.WithLabelValues(policy, namespace).Set(float64(pods))
+		return
+	}
+	DriftedPods.WithLabelValues(policy).Set(float64(pods))
+}
+
+// ForgetPolicy drops every vigil_policy_results and vigil_drifted_pods
+// series of policy.
 func ForgetPolicy(policy string) {
 	registerPerPod(false)
 	PolicyResults.DeletePartialMatch(prometheus.Labels{"policy": policy})
+	DriftedPods.DeletePartialMatch(prometheus.Labels{"policy": policy})
 }
 
 func init() {

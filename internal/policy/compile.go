@@ -119,6 +119,8 @@ type CompiledPolicy struct {
 	workers *WorkerPool
 	// source identifies the body to the workers.
 	source workerSource
+	// report: the rule, category and severity of its results.
+	report reportFields
 }
 
 // authority is a defaulted authority reduced to what evaluation needs.
@@ -190,6 +192,10 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		return nil, &InvalidPolicyError{Policy: cip.Name, Reason: v1beta1.ReasonInvalid,
 			Field: v.errs.merged()[0].Paths[0], Message: v.errs.Error()}
 	}
+	fields, err := reportFieldsOf(cip, spec)
+	if err != nil {
+		return nil, err
+	}
 	m, err := buildMatcher(spec)
 	if err != nil { // validation has checked globs and selectors
 		return nil, &InvalidPolicyError{Policy: cip.Name, Reason: v1beta1.ReasonInvalid, Field: "spec", Message: err.Error()}
@@ -201,6 +207,7 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		Warnings:   v.warnings.lines(),
 		matcher:    m,
 		cache:      newResultCache(resultCacheSize),
+		report:     fields,
 	}
 	for _, a := range spec.Authorities {
 		p.authorities = append(p.authorities, authority{name: a.Name, static: a.Static})
@@ -386,6 +393,7 @@ type BrokenPolicy struct {
 	Err        error
 
 	matcher matcher
+	report  reportFields
 }
 
 // NewBrokenPolicy records cip as unusable because of err. It keeps whatever
@@ -402,5 +410,8 @@ func NewBrokenPolicy(cip *v1beta1.ClusterImagePolicy, err error) *BrokenPolicy {
 		m.all = true
 	}
 	b.matcher = m
+	spec := cip.Spec.DeepCopy()
+	setDefaults(spec)
+	b.report, _ = reportFieldsOf(cip, spec) // what is valid of them
 	return b
 }

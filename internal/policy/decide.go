@@ -86,6 +86,11 @@ type Result struct {
 	Message string
 	// Explanation says the same for people in one line.
 	Explanation string
+	// Rule is the part of the policy the result is about (RuleBody, the
+	// authority's name, RuleAuthorities), "" when nothing finer than the
+	// policy. Category and Severity are the policy author's
+	// (AnnotationCategory, AnnotationSeverity), "" when not set.
+	Rule, Category, Severity string
 }
 
 // Decision is the judgement of one object against a Set.
@@ -451,6 +456,7 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 		})
 	}
 	r := Result{Policy: p.Name, Mode: p.Mode, Generation: p.Generation, Result: resultWord(worst, p.Mode)}
+	p.report.stamp(&r)
 	if worst == verdictPass {
 		r.Explanation = in.satisfies(p.Name)
 		return r, nil
@@ -551,11 +557,13 @@ func (b *BrokenPolicy) judge(obj *Object, images []*parsedImage) (Result, fieldE
 			Level:   modeLevel(b.Mode),
 		})
 	}
-	return Result{
+	r := Result{
 		Policy: b.Name, Mode: b.Mode, Generation: b.Generation, Result: ResultError,
 		Message:     errs.Error(),
 		Explanation: fmt.Sprintf("%s cannot be judged by %s, which is not ready: %s", obj.subject(), b.Name, reason),
-	}, errs
+	}
+	b.report.stamp(&r)
+	return r, errs
 }
 
 func noMatch(images []*parsedImage, policy NoMatchPolicy) (Result, fieldErrors) {

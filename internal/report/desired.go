@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/policy"
 )
@@ -50,6 +51,9 @@ func Desired(pod *corev1.Pod, d policy.Decision, now time.Time) *reportsv1alpha2
 		out := reportsv1alpha2.PolicyReportResult{
 			Source:      Source,
 			Policy:      res.Policy,
+			Rule:        rule(res),
+			Category:    category(res),
+			Severity:    severity(res),
 			Result:      reportsv1alpha2.Result(res.Result),
 			Scored:      true,
 			Subjects:    []corev1.ObjectReference{ref},
@@ -73,6 +77,62 @@ func message(r policy.Result) string {
 		return r.Explanation
 	default:
 		return r.Message
+	}
+}
+
+// DefaultCategory files the results of a policy whose author gave none
+// (policy.AnnotationCategory): every ClusterImagePolicy judges the images a
+// pod runs, whatever else it checks.
+const DefaultCategory = "Image Policy"
+
+// Severities Vigil gives by default (Policy Reporter's levels are info, low,
+// medium, high, critical).
+const (
+	severityHigh   reportsv1alpha2.Severity = "high"
+	severityMedium reportsv1alpha2.Severity = "medium"
+	severityInfo   reportsv1alpha2.Severity = "info"
+)
+
+// rule is the result's rule, or the policy's name when nothing finer is
+// known (a policy with neither authorities nor body, one that is not ready,
+// no-matching-policies): stable either way, never empty.
+func rule(r policy.Result) string {
+	if r.Rule != "" {
+		return r.Rule
+	}
+	return r.Policy
+}
+
+func category(r policy.Result) string {
+	if r.Category != "" {
+		return r.Category
+	}
+	return DefaultCategory
+}
+
+// severity is the author's (policy.AnnotationSeverity), else what the mode
+// says of a failure: high when admission denies it (enforce mode; or
+// no-matching-policies in deny mode), medium when admission lets it in with a
+// warning, info when it is not judged at all (no-matching-policies in allow
+// mode). critical and low are left to authors. Severity belongs to the rule,
+// not the outcome, so a pass carries it too, as Kyverno's results do.
+func severity(r policy.Result) reportsv1alpha2.Severity {
+	switch {
+	case r.Severity != "":
+		return reportsv1alpha2.Severity(r.Severity)
+	case r.Mode == v1beta1.ModeEnforce:
+		return severityHigh
+	case r.Mode == v1beta1.ModeWarn:
+		return severityMedium
+	}
+	// No mode: no-matching-policies, whose weight is the no-match setting's.
+	switch r.Result {
+	case policy.ResultFail:
+		return severityHigh
+	case policy.ResultWarn:
+		return severityMedium
+	default:
+		return severityInfo
 	}
 }
 

@@ -37,6 +37,15 @@ func warn(name, why string) policy.Result {
 	return r
 }
 
+func errored(name string) policy.Result {
+	return policy.Result{Policy: name, Mode: "enforce", Generation: 1, Result: policy.ResultError,
+		Message: "failed policy: " + name + ": cannot evaluate", Explanation: "cannot evaluate"}
+}
+
+func noMatch(result string) policy.Result {
+	return policy.Result{Policy: policy.NoMatchingPolicies, Result: result, Message: "no matching policies", Explanation: "not covered"}
+}
+
 func decision(results ...policy.Result) policy.Decision { return policy.Decision{Results: results} }
 
 // stored is the report of d for the test pod as Vigil's cache holds it
@@ -57,8 +66,17 @@ func TestPlan(t *testing.T) {
 		next    policy.Decision
 		want    want
 	}{
-		{"first judgement", nil, decision(pass("a"), fail("b", "adds NET_ADMIN")),
-			want{changed: true, transitions: "a:>pass b:>fail"}},
+		// A pod's first judgement: a fail means it got in unjudged.
+		{"first judgement: fail is drift", nil, decision(pass("a"), fail("b", "adds NET_ADMIN")),
+			want{changed: true, transitions: "a:>pass b:>fail!"}},
+		{"first judgement: warn is not drift", nil, decision(warn("a", "adds NET_ADMIN")),
+			want{changed: true, transitions: "a:>warn"}},
+		{"first judgement: error is not drift", nil, decision(errored("a")),
+			want{changed: true, transitions: "a:>error"}},
+		{"first judgement: no-matching-policies in deny mode is drift", nil, decision(noMatch(policy.ResultFail)),
+			want{changed: true, transitions: "no-matching-policies:>fail!"}},
+		{"first judgement: no-matching-policies in warn mode is not drift", nil, decision(noMatch(policy.ResultWarn)),
+			want{changed: true, transitions: "no-matching-policies:>warn"}},
 		{"nothing changed", ptr(decision(pass("a"), fail("b", "adds NET_ADMIN"))), decision(pass("a"), fail("b", "adds NET_ADMIN")),
 			want{changed: false, kept: "a b"}},
 		{"pass to fail is drift", ptr(decision(pass("a"))), decision(fail("a", "adds NET_ADMIN")),
@@ -67,10 +85,22 @@ func TestPlan(t *testing.T) {
 			want{changed: true, transitions: "a:pass>warn!"}},
 		{"a new policy failing is drift", ptr(decision(pass("a"))), decision(pass("a"), fail("b", "x")),
 			want{changed: true, transitions: "b:>fail!", kept: "a"}},
+		{"a new policy warning is drift", ptr(decision(pass("a"))), decision(pass("a"), warn("b", "x")),
+			want{changed: true, transitions: "b:>warn!", kept: "a"}},
+		{"skip to fail is drift (no-match turned deny)", ptr(decision(noMatch(policy.ResultSkip))), decision(noMatch(policy.ResultFail)),
+			want{changed: true, transitions: "no-matching-policies:skip>fail!"}},
 		{"warn to fail is not drift", ptr(decision(warn("a", "x"))), decision(fail("a", "x")),
 			want{changed: true, transitions: "a:warn>fail"}},
-		{"error to fail is not drift", ptr(decision(policy.Result{Policy: "a", Result: policy.ResultError, Message: "m"})), decision(fail("a", "x")),
-			want{changed: true, transitions: "a:error>fail"}},
+		{"fail to warn is not drift", ptr(decision(fail("a", "x"))), decision(warn("a", "x")),
+			want{changed: true, transitions: "a:fail>warn"}},
+		{"pass to error is not drift", ptr(decision(pass("a"))), decision(errored("a")),
+			want{changed: true, transitions: "a:pass>error"}},
+		{"fail to error is not drift", ptr(decision(fail("a", "x"))), decision(errored("a")),
+			want{changed: true, transitions: "a:fail>error"}},
+		{"error to fail is drift", ptr(decision(errored("a"))), decision(fail("a", "x")),
+			want{changed: true, transitions: "a:error>fail!"}},
+		{"error to pass", ptr(decision(errored("a"))), decision(pass("a")),
+			want{changed: true, transitions: "a:error>pass"}},
 		{"fail to pass", ptr(decision(fail("a", "x"))), decision(pass("a")),
 			want{changed: true, transitions: "a:fail>pass"}},
 		{"another reason to fail", ptr(decision(fail("a", "adds NET_ADMIN"))), decision(fail("a", "adds SYS_ADMIN")),
@@ -252,4 +282,83 @@ func TestAPIRoundTrip(t *testing.T) {
 	if _, err := ParseAPI("v1"); err == nil || !strings.Contains(err.Error(), "v1") {
 		t.Errorf("ParseAPI(v1) = %v", err)
 	}
+}
+
+// Each transition is announced as at most one of a violation, an error or a
+// return to compliance.
+func TestTransitionKinds(t *testing.T) {
+	const (
+		pass, fail, warn, errr, skip = reportsv1alpha2.ResultPass, reportsv1alpha2.ResultFail, reportsv1alpha2.ResultWarn, reportsv1alpha2.ResultError, reportsv1alpha2.ResultSkip
+	)
+	cases := []struct {
+		from, to reportsv1alpha2.Result
+		want     string // violation, error, compliant or ""
+	}{
+		{"", pass, ""},
+		{"", fail, "violation"},
+		{"", warn, "violation"},
+		{"", errr, "error"},
+		{pass, fail, "violation"},
+		{pass, errr, "error"},
+		{fail, errr, "error"},
+		{errr, fail, "violation"},
+		{errr, pass, "compliant"},
+		{fail, pass, "compliant"},
+		{warn, pass, "compliant"},
+		{skip, pass, ""},
+		{fail, warn, "violation"},
+		{pass, skip, ""},
+	}
+	for _, c := range cases {
+		tr := Transition{Policy: "p", From: c.from, To: c.to}
+		var got []string
+		if tr.Violation() {
+			got = append(got, "violation")
+		}
+		if tr.Errored() {
+			got = append(got, "error")
+		}
+		if tr.Compliant() {
+			got = append(got, "compliant")
+		}
+		if strings.Join(got, ",") != c.want {
+			t.Errorf("%q -> %q: %v, want %q", c.from, c.to, got, c.want)
+		}
+	}
+}
+
+// Every result carries a rule, a category and a severity: the policy
+// author's, else defaults that follow the mode.
+func TestResultRuleCategorySeverity(t *testing.T) {
+	authored := fail("signed", "unsigned")
+	authored.Rule, authored.Category, authored.Severity = "keyless", "Supply Chain Security", "critical"
+	noRule := pass("bare")
+	cases := []struct {
+		name                     string
+		in                       policy.Result
+		rule, category, severity string
+	}{
+		{"author's fields", authored, "keyless", "Supply Chain Security", "critical"},
+		{"enforce mode: high", withRule(fail("caps", "x"), policy.RuleBody), policy.RuleBody, DefaultCategory, "high"},
+		{"a pass carries the rule's severity", withRule(pass("caps"), policy.RuleBody), policy.RuleBody, DefaultCategory, "high"},
+		{"warn mode: medium", withRule(warn("caps", "x"), "authority-0"), "authority-0", DefaultCategory, "medium"},
+		{"error in enforce mode: high", errored("broken"), "broken", DefaultCategory, "high"},
+		{"no rule: the policy's name", noRule, "bare", DefaultCategory, "high"},
+		{"no match, deny", noMatch(policy.ResultFail), policy.NoMatchingPolicies, DefaultCategory, "high"},
+		{"no match, warn", noMatch(policy.ResultWarn), policy.NoMatchingPolicies, DefaultCategory, "medium"},
+		{"no match, allow", noMatch(policy.ResultSkip), policy.NoMatchingPolicies, DefaultCategory, "info"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := Desired(testPod(), decision(c.in), t1).Results[0]
+			if r.Rule != c.rule || r.Category != c.category || string(r.Severity) != c.severity {
+				t.Errorf("rule %q category %q severity %q, want %q %q %q", r.Rule, r.Category, r.Severity, c.rule, c.category, c.severity)
+			}
+		})
+	}
+}
+
+func withRule(r policy.Result, rule string) policy.Result {
+	r.Rule = rule
+	return r
 }

@@ -37,6 +37,7 @@ var (
 // +kubebuilder:printcolumn:name="Pass",type=integer,JSONPath=`.status.pods.pass`
 // +kubebuilder:printcolumn:name="Fail",type=integer,JSONPath=`.status.pods.fail`
 // +kubebuilder:printcolumn:name="Warn",type=integer,JSONPath=`.status.pods.warn`
+// +kubebuilder:printcolumn:name="Error",type=integer,JSONPath=`.status.pods.error`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterImagePolicy struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -36,6 +36,18 @@ const (
 	ReasonInvalid = "Invalid"
 	// ReasonCompileError: the CUE or Rego body does not compile.
 	ReasonCompileError = "CompileError"
+
+	// ConditionEvaluated is True when the policy could be evaluated for
+	// every running pod it matches, False when some pods have an error
+	// result (status.pods.error): an authority or the body could not be
+	// evaluated for them, or the policy is not Ready. Ready keeps saying only
+	// whether the policy compiled.
+	ConditionEvaluated = "Evaluated"
+
+	// ReasonAllEvaluated: no running pod has an error result.
+	ReasonAllEvaluated = "AllEvaluated"
+	// ReasonEvaluationErrors: some running pods have an error result.
+	ReasonEvaluationErrors = "EvaluationErrors"
 )
 
 // ClusterImagePolicySpec says which images and resources a policy covers, who
@@ -289,7 +301,9 @@ type ClusterImagePolicyStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready says whether the policy compiled and is in use.
+	// Conditions: Ready says whether the policy compiled and is in use;
+	// Evaluated whether it could be evaluated for every running pod it
+	// matches.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -323,6 +337,7 @@ type PodResultCounts struct {
 // +kubebuilder:printcolumn:name="Pass",type=integer,JSONPath=`.status.pods.pass`
 // +kubebuilder:printcolumn:name="Fail",type=integer,JSONPath=`.status.pods.fail`
 // +kubebuilder:printcolumn:name="Warn",type=integer,JSONPath=`.status.pods.warn`
+// +kubebuilder:printcolumn:name="Error",type=integer,JSONPath=`.status.pods.error`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterImagePolicy struct {
 	metav1.TypeMeta   `json:",inline"`
