@@ -4,6 +4,7 @@ package apis_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,6 +32,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // integration tests only: each skips itself
+	}
 	os.Exit(run(m))
 }
 
@@ -56,6 +61,7 @@ func run(m *testing.M) int {
 }
 
 func TestCRDsInstalled(t *testing.T) {
+	testenv.Integration(t)
 	cases := []struct {
 		name      string
 		scope     apiextensionsv1.ResourceScope
@@ -110,6 +116,7 @@ func TestCRDsInstalled(t *testing.T) {
 
 // The walkthrough's policy must apply unchanged and read back field for field.
 func TestSeedPolicyRoundTrips(t *testing.T) {
+	testenv.Integration(t)
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +127,7 @@ func TestSeedPolicyRoundTrips(t *testing.T) {
 // Every policy of the conformance corpus, written for policy-controller, is
 // accepted unchanged (nothing pruned, nothing rejected).
 func TestCatalogPoliciesRoundTrip(t *testing.T) {
+	testenv.Integration(t)
 	shared, err := testenv.SharedDir()
 	if err != nil {
 		t.Skip(err)
@@ -139,6 +147,7 @@ func TestCatalogPoliciesRoundTrip(t *testing.T) {
 // v1alpha1 is served with the same schema: a policy written as v1alpha1 reads
 // back unchanged as v1beta1.
 func TestV1alpha1ServedWithSameSchema(t *testing.T) {
+	testenv.Integration(t)
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -196,6 +205,7 @@ func roundTripPolicy(t *testing.T, file, readVersion string) {
 // A PolicyReport created through the API is listed by the real kubectl with
 // the printer columns users know from Kyverno.
 func TestKubectlListsPolicyReports(t *testing.T) {
+	testenv.Integration(t)
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "reports"}}
 	if err := k8s.Create(ctx, ns); err != nil {

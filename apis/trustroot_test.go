@@ -10,12 +10,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	policyv1alpha1 "github.com/vigil-dev/vigil/apis/policy/v1alpha1"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // A TrustRoot as policy-controller users write it (keys inline, PEM as
 // base64) is accepted and reads back unchanged; the schema refuses a spec
 // with no source or two, and empty sigstoreKeys.
 func TestTrustRootSchema(t *testing.T) {
+	testenv.Integration(t)
 	ctx := context.Background()
 	pem := []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
 	dn := policyv1alpha1.DistinguishedName{Organization: "example", CommonName: "fulcio"}

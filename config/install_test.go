@@ -85,11 +85,13 @@ const (
 )
 
 func TestKustomizeDefaultRenders(t *testing.T) {
+	testenv.Integration(t)
 	objs := kustomize(t, defaultDir)
 	assertKeys(t, objs, defaultObjects)
 }
 
 func TestDefaultManagerIsHighlyAvailable(t *testing.T) {
+	testenv.Integration(t)
 	objs := byKey(kustomize(t, defaultDir))
 	dep := objs[objectKey{"Deployment", manager.DefaultNamespace, "vigil-controller"}]
 	podLabels := stringMap(dig(dep, "spec", "template", "metadata", "labels"))
@@ -164,6 +166,7 @@ func TestDefaultManagerIsHighlyAvailable(t *testing.T) {
 }
 
 func TestBesidePolicyControllerOverlay(t *testing.T) {
+	testenv.Integration(t)
 	objs := kustomize(t, besideDir)
 	var want []objectKey
 	for _, k := range defaultObjects {
@@ -191,6 +194,7 @@ func TestBesidePolicyControllerOverlay(t *testing.T) {
 }
 
 func TestOpenReportsOverlay(t *testing.T) {
+	testenv.Integration(t)
 	objs := kustomize(t, openReportsDir)
 	assertKeys(t, objs, append(slices.Clone(defaultObjects), openReportsCRDs...))
 
@@ -204,6 +208,7 @@ func TestOpenReportsOverlay(t *testing.T) {
 // it uses and no other, with config/default, the openreports overlay and the
 // chart's reportAPI value alike.
 func TestReportRBACFollowsTheReportAPI(t *testing.T) {
+	testenv.Integration(t)
 	key := objectKey{"ClusterRole", "", "vigil-manager-reports"}
 	for _, c := range []struct {
 		name    string
@@ -243,6 +248,7 @@ func TestReportRBACFollowsTheReportAPI(t *testing.T) {
 // from the downward API, and Go's soft limit at the default percentage
 // leaves room for the policy compile child within it.
 func TestManagerMemoryLimit(t *testing.T) {
+	testenv.Integration(t)
 	for name, objs := range map[string]func(t *testing.T) []map[string]any{
 		defaultDir: func(t *testing.T) []map[string]any { return kustomize(t, defaultDir) },
 		chartDir:   func(t *testing.T) []map[string]any { return helmTemplate(t) },
@@ -278,6 +284,7 @@ func TestManagerMemoryLimit(t *testing.T) {
 // the overlay config/overlays/openreports holds in its crds/; `make
 // manifests` copies both.
 func TestChartCRDsAreGenerated(t *testing.T) {
+	testenv.Integration(t)
 	root := repoRoot(t)
 	list := func(dir string) []string {
 		names, err := filepath.Glob(filepath.Join(root, dir, "*.yaml"))
@@ -329,6 +336,7 @@ func TestChartCRDsAreGenerated(t *testing.T) {
 // anything, so a chart cannot create its own namespace (`helm install
 // --create-namespace` does).
 func TestHelmChartMatchesKustomize(t *testing.T) {
+	testenv.Integration(t)
 	cases := []struct {
 		name      string
 		overlay   string
@@ -377,6 +385,7 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 // namespaced object, and every reference to one, in the release namespace,
 // and the webhook and the verify path judge the same namespaces.
 func TestHelmChartValues(t *testing.T) {
+	testenv.Integration(t)
 	const ns = "platform-vigil"
 	objs := helmTemplate(t, "--namespace", ns, "--set-string", "namespaceSelector.team=payments",
 		"--set", "webhook.name=vigil.example.com")
@@ -432,6 +441,7 @@ func TestHelmChartValues(t *testing.T) {
 // and Pod Security admission (restricted, from the namespace's labels) has
 // nothing to say about the manager's pod template.
 func TestKustomizeAcceptedByAPIServer(t *testing.T) {
+	testenv.Integration(t)
 	kubectl := tool(t, "kubectl")
 	env, err := testenv.New()
 	if err != nil {
@@ -495,6 +505,7 @@ func TestKustomizeAcceptedByAPIServer(t *testing.T) {
 // it, against the Pod Security policies of the policy-controller catalog,
 // judged by Vigil's decision engine.
 func TestManagerPassesRestrictedPolicies(t *testing.T) {
+	testenv.Integration(t)
 	shared, err := testenv.SharedDir()
 	if err != nil {
 		t.Skip(err)

@@ -26,6 +26,7 @@ import (
 // alert's expression holds for it until it is deleted; every result carries
 // a rule, a category and a severity.
 func TestActionableOutput(t *testing.T) {
+	testenv.EndToEnd(t)
 	d := startDev(t)
 	const ns = "act"
 	d.namespace(t, ns, true)
@@ -236,6 +237,7 @@ func driftAlertFires(t *testing.T, d *devEnv, expr string) []string {
 // cannot catch: etcd, kube-apiserver and the other children must still go,
 // by their parent-death signal, within seconds.
 func TestDevKilledTakesItsChildren(t *testing.T) {
+	testenv.EndToEnd(t)
 	d := startDev(t)
 	children := descendants(t, d.Pid())
 	var names []string

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // TestAdmission checks the enforce path with real kubectl against one
@@ -16,6 +18,7 @@ import (
 // under example.com/<subtest>/, which only its own policies match, and
 // deletes its policies when it ends.
 func TestAdmission(t *testing.T) {
+	testenv.EndToEnd(t)
 	d := startDev(t)
 	t.Logf("vigil dev ready after %s", d.ReadyAfter.Round(100*time.Millisecond))
 

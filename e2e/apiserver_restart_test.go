@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // TestAPIServerRestart stops kube-apiserver (the process exits; etcd keeps
@@ -24,6 +25,7 @@ import (
 // and, by itself, converge: every live pod's report right, at the policy's
 // last generation, and no report left for a deleted pod.
 func TestAPIServerRestart(t *testing.T) {
+	testenv.EndToEnd(t)
 	const (
 		ns      = "restart"
 		cip     = "restart"

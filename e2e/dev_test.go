@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // TestDevCluster checks the `vigil dev` contract with real kubectl: simulated
@@ -14,6 +16,7 @@ import (
 // garbage-collected after it, Vigil's CRDs served; then a SIGTERM that exits
 // 0 and leaves no process, temporary file or kubeconfig behind.
 func TestDevCluster(t *testing.T) {
+	testenv.EndToEnd(t)
 	d := startDev(t)
 	t.Logf("vigil dev wrote its kubeconfig after %s", d.ReadyAfter.Round(100*time.Millisecond))
 	if out := d.Output(); !strings.Contains(out, "export KUBECONFIG="+d.Kubeconfig) {
@@ -111,6 +114,7 @@ func TestDevCluster(t *testing.T) {
 // TestDevUsageErrors checks that `vigil dev` refuses bad input with exit 2
 // and a message that says what to do, before starting anything.
 func TestDevUsageErrors(t *testing.T) {
+	testenv.EndToEnd(t)
 	vigil := vigilBin(t)
 	for _, tc := range []struct {
 		name string
@@ -153,6 +157,7 @@ func TestDevUsageErrors(t *testing.T) {
 // run, which points at a cluster that is gone, is removed at start, so that
 // waiting for the file means waiting for this run's cluster.
 func TestDevRemovesStaleKubeconfig(t *testing.T) {
+	testenv.EndToEnd(t)
 	tmp := t.TempDir()
 	kubeconfig := filepath.Join(tmp, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, []byte("stale"), 0o600); err != nil {

@@ -49,6 +49,7 @@ const (
 // exactly one report, with the right result and a summary that counts it, no
 // report is left for a deleted pod, and the policy's status counts every pod.
 func TestLeaderFailover(t *testing.T) {
+	testenv.EndToEnd(t)
 	const (
 		ns       = "failover"
 		cip      = "failover"

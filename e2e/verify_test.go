@@ -8,6 +8,7 @@ import (
 	"time"
 
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // TestVerify checks the verify path with real kubectl against one
@@ -20,6 +21,7 @@ import (
 //
 // It runs Vigil's webhook under another name, as beside policy-controller.
 func TestVerify(t *testing.T) {
+	testenv.EndToEnd(t)
 	d := startDev(t, "--webhook-name", "vigil.policy.sigstore.dev")
 	t.Logf("vigil dev ready after %s", d.ReadyAfter.Round(100*time.Millisecond))
 

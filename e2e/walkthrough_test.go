@@ -47,6 +47,7 @@ const waitTimeout = 3 * time.Minute
 // the guide stops: the verify path judges a pod that is already running when
 // a stricter policy appears, and again when the policy is relaxed.
 func TestWalkthrough(t *testing.T) {
+	testenv.EndToEnd(t)
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

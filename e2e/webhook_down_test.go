@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
+	"github.com/vigil-dev/vigil/internal/testenv"
 )
 
 // TestWebhookDown takes Vigil's pod webhook away from kube-apiserver by
@@ -14,6 +15,7 @@ import (
 // with a message that says why, and other namespaces carry on; with Ignore,
 // a violating pod gets in, and the verify path flags it all the same.
 func TestWebhookDown(t *testing.T) {
+	testenv.EndToEnd(t)
 	d := startDev(t)
 	const vwc = "vigil-validating-webhook-configuration"
 	d.namespace(t, "down-in", true)

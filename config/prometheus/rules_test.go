@@ -184,12 +184,14 @@ func testFiles(t *testing.T, root string) []string {
 }
 
 func TestPromtoolCheckRules(t *testing.T) {
+	testenv.Integration(t)
 	root := repoRoot(t)
 	out := runPromtool(t, root, "check", "rules", rulesFile)
 	t.Log(strings.TrimSpace(out))
 }
 
 func TestPromtoolTestRules(t *testing.T) {
+	testenv.Integration(t)
 	root := repoRoot(t)
 	args := []string{"test", "rules"}
 	for _, f := range testFiles(t, root) {

@@ -959,6 +959,7 @@ func maxLen(rs []review) int {
 // server, that every body of the mix gets the seed policy's answer, and
 // that the floor answers too.
 func TestWebhookLoadServerDecides(t *testing.T) {
+	testenv.Integration(t)
 	if testing.Short() {
 		t.Skip("starts kube-apiserver and etcd")
 	}

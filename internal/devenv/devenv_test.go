@@ -87,6 +87,7 @@ func TestKwokNodesHaveDistinctAddressesAndCIDRs(t *testing.T) {
 // Succeeded, garbage collection, CRDs Established, and a Stop that leaves
 // nothing behind.
 func TestCluster(t *testing.T) {
+	testenv.Integration(t)
 	if testing.Short() {
 		t.Skip("starts a whole cluster")
 	}

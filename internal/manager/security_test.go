@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -50,7 +51,13 @@ var (
 	repoRoot    string
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // unit tests only: no API server
+	}
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	var logs io.Writer = io.Discard
@@ -228,6 +235,7 @@ func create(t *testing.T, obj client.Object) {
 }
 
 func TestMetricsRefuseUnauthenticatedScrapes(t *testing.T) {
+	testenv.Integration(t)
 	// The ClusterRole that config/rbac ships for Prometheus.
 	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "rbac", "metrics_reader_role.yaml"))
 	if err != nil {
@@ -276,6 +284,7 @@ func TestMetricsRefuseUnauthenticatedScrapes(t *testing.T) {
 }
 
 func TestServersRefuseOldTLS(t *testing.T) {
+	testenv.Integration(t)
 	for name, addr := range map[string]string{"webhook": webhookAddr, "metrics": metricsAddr} {
 		for _, c := range []struct {
 			name     string
@@ -313,6 +322,7 @@ func TestServersRefuseOldTLS(t *testing.T) {
 }
 
 func TestCacheHoldsNoSecretOutsideVigilsNamespace(t *testing.T) {
+	testenv.Integration(t)
 	ctx := context.Background()
 	const other = "not-vigil"
 	create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}})
@@ -361,6 +371,7 @@ func TestCacheHoldsNoSecretOutsideVigilsNamespace(t *testing.T) {
 // kube-apiserver what the manager's ServiceAccount may do with Secrets, webhook
 // configurations and reports.
 func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
+	testenv.Integration(t)
 	ctx := context.Background()
 	create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vigil-controller"}})
 	for _, f := range []string{"role.yaml", "reports/role.yaml", "role_binding.yaml"} {
@@ -479,6 +490,7 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 // TestServersSpeakHTTP1Only: without --enable-http2 neither server offers
 // HTTP/2, whatever the client asks for (issue 14).
 func TestServersSpeakHTTP1Only(t *testing.T) {
+	testenv.Integration(t)
 	for name, addr := range map[string]string{"webhook": webhookAddr, "metrics": metricsAddr} {
 		t.Run(name, func(t *testing.T) {
 			for _, offer := range [][]string{{"h2"}, {"h2", "http/1.1"}} {
@@ -518,6 +530,7 @@ func TestServersSpeakHTTP1Only(t *testing.T) {
 // body, too slowly loses its connection after manager.ReadHeaderTimeout or
 // manager.ReadTimeout, rather than holding it (and a goroutine) for ever.
 func TestServersCutOffSlowClients(t *testing.T) {
+	testenv.Integration(t)
 	for _, c := range []struct {
 		name, partial string
 		// wait is how long the test waits for the server to end the

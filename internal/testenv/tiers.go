@@ -15,3 +15,12 @@ func Integration(t testing.TB) {
 		t.Skip("integration test (kube-apiserver and etcd from make tools): skipped with -short")
 	}
 }
+
+// EndToEnd marks t as an end-to-end test (bin/vigil, kubectl and the
+// control plane's binaries): under -short it is skipped.
+func EndToEnd(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test (bin/vigil and the binaries of make tools): skipped with -short")
+	}
+}
