@@ -116,12 +116,25 @@ func assertDenied(t testing.TB, resp *admissionv1.AdmissionResponse, policyName 
 
 func TestWebhookManyContainers(t *testing.T) {
 	v, _ := attackValidator(t, []string{"cip.yaml"})
-	for _, n := range []int{1500, 10000, 40000} {
+	for _, n := range []int{1500, MaxContainers, 10000, 40000} {
 		pod := attackPod("many", n, func(i int) corev1.Container { return netAdminContainer(fmt.Sprintf("c%d", i), "nginx:1.27") })
 		resp, took, size := serveWithin(t, v, pod)
-		msg := assertDenied(t, resp, "non-default-capabilities-cue")
-		if want := fmt.Sprintf(", and %d more\n", n-10); !strings.Contains(msg, want) {
-			t.Errorf("%d containers: the denial does not say %q: %.500s", n, want, msg)
+		var msg string
+		if n <= MaxContainers {
+			// Judged: the bounded denial of the policy.
+			msg = assertDenied(t, resp, "non-default-capabilities-cue")
+			if want := fmt.Sprintf(", and %d more\n", n-10); !strings.Contains(msg, want) {
+				t.Errorf("%d containers: the denial does not say %q: %.500s", n, want, msg)
+			}
+		} else {
+			// Past the bound: denied before any policy runs, naming it.
+			if resp.Allowed || resp.Result == nil {
+				t.Fatalf("%d containers: %+v, want a denial", n, resp)
+			}
+			msg = resp.Result.Message
+			if want := fmt.Sprintf("exceed Vigil's bound of %d containers per object", MaxContainers); !strings.Contains(msg, want) {
+				t.Errorf("%d containers: the denial %q does not say %q", n, msg, want)
+			}
 		}
 		t.Logf("%d containers (%d KB review): denied in %s with %d bytes: %.160q", n, size>>10, took.Round(time.Millisecond), len(msg), msg)
 	}
@@ -130,9 +143,10 @@ func TestWebhookManyContainers(t *testing.T) {
 	}
 }
 
-// The 2.4 MB pod of 10,000 distinct images, followed at once by compliant
-// pods (which a Rego policy judges in a worker too): they are admitted while
-// the attack is judged.
+// A pod of as many distinct images as Vigil judges (MaxContainers, 1.2 MB;
+// the 10,000 are denied at once by that bound), followed at once by
+// compliant pods (which a Rego policy judges in a worker too): they are
+// admitted while the attack is judged.
 func TestWebhookDistinctImagesThenCompliantPods(t *testing.T) {
 	yes := true
 	named := &v1beta1.ClusterImagePolicy{ObjectMeta: metav1.ObjectMeta{Name: "named-rego"}, Spec: v1beta1.ClusterImagePolicySpec{
@@ -142,7 +156,7 @@ func TestWebhookDistinctImagesThenCompliantPods(t *testing.T) {
 			Data: "package sigstore\nisCompliant { not input.spec.hostNetwork; input.metadata.name != \"\" }\n"},
 	}}
 	v, pool := attackValidator(t, []string{"cip.yaml"}, named)
-	attack := attackPod("attack", 10000, func(i int) corev1.Container {
+	attack := attackPod("attack", MaxContainers, func(i int) corev1.Container {
 		return netAdminContainer(fmt.Sprintf("container-%05d-of-the-attacking-pod-with-a-long-name", i),
 			fmt.Sprintf("registry.example.com/some-organisation/some-department/team-%05d/service-%05d/application-image:1.0.%d", i, i, i))
 	})
