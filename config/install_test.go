@@ -273,8 +273,9 @@ func TestManagerMemoryLimit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if room := limit.Value() - goLimit; room < policy.DefaultCompileMemoryLimit {
-				t.Errorf("GOMEMLIMIT %d of a %s limit leaves %d bytes, less than the compile child's %d", goLimit, limit.String(), room, policy.DefaultCompileMemoryLimit)
+			children := int64(policy.DefaultCompileMemoryLimit + policy.DefaultWorkers*policy.DefaultWorkerMemoryLimit)
+			if room := limit.Value() - goLimit; room < children {
+				t.Errorf("GOMEMLIMIT %d of a %s limit leaves %d bytes, less than the compile child's and the evaluation workers' %d", goLimit, limit.String(), room, children)
 			}
 		})
 	}

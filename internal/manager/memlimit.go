@@ -14,10 +14,13 @@ const (
 	// manifests set it from the downward API (resourceFieldRef limits.memory).
 	MemoryLimitEnv = "VIGIL_MEMORY_LIMIT"
 	// DefaultMemoryLimitPercent of the container's limit is Go's soft limit.
-	// It leaves a third of the default 768 MiB (269 MiB) to the child process
-	// that compiles a new policy, which is stopped past 256 MiB, and to what
-	// Go does not account for.
-	DefaultMemoryLimitPercent = 65
+	// Of the default 1 GiB it leaves 666 MiB to the child processes that
+	// share the container: the one that compiles a new policy (stopped past
+	// 256 MiB) and the two that evaluate CUE and Rego (each stopped past 192
+	// MiB), and to what Go does not account for. Vigil itself needs about
+	// 70 MiB plus 7 KiB per pod (BENCHMARKS.md, benchmark 6): 358 MiB covers
+	// 30,000 pods with room for the collector.
+	DefaultMemoryLimitPercent = 35
 )
 
 // GoMemoryLimit is percent of the memory limit value (bytes, or a Kubernetes
