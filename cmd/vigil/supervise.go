@@ -39,7 +39,7 @@ func superviseTest(args []string) (code int, ok bool) {
 	if len(args) == 0 || args[0] != "test" || os.Getenv(judgeEnv) != "" {
 		return 0, false
 	}
-	cmd := exec.Command(selfExecutable(), args...) // #nosec G204 -- this executable, with the user's own arguments
+	cmd := exec.Command(selfExecutable(), args...) // #nosec G204 G702 -- this executable, with the user's own arguments
 	cmd.Env = append(os.Environ(), judgeEnv+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	signals := make(chan os.Signal, 1)

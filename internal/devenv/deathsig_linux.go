@@ -67,7 +67,7 @@ func runShim(real string) int {
 		}
 	}
 	args := append([]string{real}, os.Args[1:]...)
-	err := syscall.Exec(real, args, env) // #nosec G204 -- a binary of --assets that devenv chose
+	err := syscall.Exec(real, args, env) // #nosec G204 G702 -- a binary of --assets that devenv chose
 	fmt.Fprintf(os.Stderr, "vigil dev: exec %s: %v\n", real, err)
 	return 1
 }

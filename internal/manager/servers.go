@@ -58,6 +58,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, enableHTTP2
 		Protocols:         &protocols,
 	}
 	stopped := make(chan struct{})
+	// #nosec G118 -- the shutdown runs once ctx has ended, so it needs a context of its own
 	go func() {
 		defer close(stopped)
 		<-ctx.Done()
