@@ -67,10 +67,3 @@ func (o *ownWrites) deleted(key types.NamespacedName) bool {
 	delete(o.pending, key)
 	return ok && want == ""
 }
-
-// inFlight is the number of writes noted and not seen yet.
-func (o *ownWrites) inFlight() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.pending)
-}

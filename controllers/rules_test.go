@@ -28,13 +28,13 @@ func TestOwnWrites(t *testing.T) {
 	if o.written(a, "v2") {
 		t.Errorf("a second event with the same content was taken for Vigil's write: someone else may have written it")
 	}
-	if n := o.inFlight(); n != 0 {
+	if n := len(o.pending); n != 0 {
 		t.Errorf("%d writes in flight after every write was seen", n)
 	}
 
 	o.expect(a, "v3")
 	o.cancel(a)
-	if o.written(a, "v3") || o.inFlight() != 0 {
+	if o.written(a, "v3") || len(o.pending) != 0 {
 		t.Errorf("a failed write was still expected")
 	}
 
@@ -42,13 +42,13 @@ func TestOwnWrites(t *testing.T) {
 	if o.written(a, "") {
 		t.Errorf("an update was taken for Vigil's deletion")
 	}
-	if !o.deleted(a) || o.inFlight() != 0 {
+	if !o.deleted(a) || len(o.pending) != 0 {
 		t.Errorf("Vigil's own deletion was not recognised")
 	}
 	// Someone else deletes a report Vigil was writing: the pod must be
 	// judged again, and nothing stays behind.
 	o.expect(a, "v4")
-	if o.deleted(a) || o.inFlight() != 0 {
+	if o.deleted(a) || len(o.pending) != 0 {
 		t.Errorf("someone else's deletion was taken for Vigil's")
 	}
 }
