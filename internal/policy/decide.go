@@ -61,6 +61,9 @@ type Options struct {
 	PolicyTimeout time.Duration
 	// Observer is told how long each policy took; nil: nobody is.
 	Observer Observer
+	// Verification judges key and keyless authorities; the zero value
+	// gives them an error result.
+	Verification Verification
 }
 
 // Observer is told the time one policy took to judge one object, by the
@@ -104,6 +107,12 @@ type Decision struct {
 	DenyMessage string
 	// Warnings are the admission warnings, one per merged field error.
 	Warnings []string
+	// RecheckAt is when this decision may change with nothing in the
+	// cluster changed: the earliest expiry of a verification it rests on
+	// (a pass or a failure from the verifier's cache) or a retry after a
+	// verification error. Zero when it rests on none. The verify path
+	// judges the object again then.
+	RecheckAt time.Time
 }
 
 // DenialReason is the admission response message policy-controller gives:
