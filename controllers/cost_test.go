@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/controllers"
 	"github.com/vigil-dev/vigil/internal/report"
 	"github.com/vigil-dev/vigil/internal/testenv"
@@ -130,4 +131,73 @@ func TestPodChangeCost(t *testing.T) {
 // the pod's own: an event, or a policy's status when its pod counts change.
 func isBookkeeping(request string) bool {
 	return strings.Contains(request, "/events") || strings.HasSuffix(request, "/status")
+}
+
+// What a policy change costs over n running pods whose results all turn:
+// per pod one GET of the pod and one report write, plus at most one event;
+// beyond that only the policy's status (a few patches, not one per pod).
+// The bound is what docs/scale.md states.
+func TestPolicyFlipCost(t *testing.T) {
+	testenv.Integration(t)
+	const n = 40
+	counter := &requestCounter{counts: map[string]int{}}
+	counted := rest.CopyConfig(cfg)
+	counted.WrapTransport = counter.wrap
+	startVigilOn(t, counted, report.WGPolicy, controllers.DefaultOptions(), nil)
+
+	ns := newNamespace("flipcost", true)
+	create(t, ns)
+	cip := seedPolicy(t, "flipcost-caps", glob("flipcost")...)
+	create(t, cip)
+	pods := make([]*corev1.Pod, n)
+	for i := range pods {
+		pods[i] = newPod(ns.Name, fmt.Sprintf("web-%02d", i), image("flipcost", "web"))
+		create(t, pods[i])
+	}
+	for _, p := range pods {
+		waitForResults(t, p, results{"flipcost-caps": pass})
+	}
+	before := counter.snapshot()
+	// Every pod restarts Always: this body fails them all.
+	update(t, cip, func(c *v1beta1.ClusterImagePolicy) { c.Spec.Policy.Data = `spec: restartPolicy: "Never"` + "\n" })
+	for _, p := range pods {
+		waitForResults(t, p, results{"flipcost-caps": fail})
+	}
+	after := counter.snapshot()
+
+	podsPrefix := "GET /api/v1/namespaces/" + ns.Name + "/pods/"
+	reportsPrefix := "PATCH /apis/wgpolicyk8s.io/v1alpha2/namespaces/" + ns.Name + "/policyreports/"
+	var gets, writes, events, status int
+	var other []string
+	for k, v := range after {
+		d := v - before[k]
+		if d <= 0 {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(k, podsPrefix):
+			gets += d
+		case strings.HasPrefix(k, reportsPrefix):
+			writes += d
+		case strings.Contains(k, "/events"):
+			events += d
+		case strings.HasSuffix(k, "/status"):
+			status += d
+		default:
+			other = append(other, fmt.Sprintf("%s x%d", k, d))
+		}
+	}
+	t.Logf("policy flip over %d pods: %d pod GETs, %d report writes, %d event requests, %d status writes, other %v", n, gets, writes, events, status, other)
+	if gets != n || writes != n {
+		t.Errorf("%d pod GETs and %d report writes for %d pods; want one of each per pod", gets, writes, n)
+	}
+	if events > n {
+		t.Errorf("%d event requests for %d pods; want at most one per pod", events, n)
+	}
+	if status > 10 {
+		t.Errorf("%d policy status writes; want a few, not one per pod", status)
+	}
+	if len(other) > 0 {
+		t.Errorf("other requests: %v", other)
+	}
 }

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -80,5 +81,13 @@ func (f *feed) source() source.Source {
 func (f *feed) add(name string) {
 	if q := f.q.Load(); q != nil {
 		(*q).Add(ctrl.Request{NamespacedName: types.NamespacedName{Name: name}})
+	}
+}
+
+// addAfter queues name after d, unless it is already waiting: a burst of
+// adds within d comes out as one request.
+func (f *feed) addAfter(name string, d time.Duration) {
+	if q := f.q.Load(); q != nil {
+		(*q).AddAfter(ctrl.Request{NamespacedName: types.NamespacedName{Name: name}}, d)
 	}
 }

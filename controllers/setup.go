@@ -70,6 +70,11 @@ type Deps struct {
 	PolicyTimeout time.Duration
 }
 
+// countsInterval is how often at most a policy's status is written while
+// its pod counts keep changing: a policy change that turns 10,000 pods
+// writes its status about once a second, not 10,000 times.
+const countsInterval = time.Second
+
 // Setup adds the pod and policy reconcilers to mgr. They run on the leader only.
 func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	scope, err := NewScope(o.NamespaceSelector, deps.Namespace)
@@ -107,7 +112,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
 				if n != policy.NoMatchingPolicies {
-					policyFeed.add(n)
+					policyFeed.addAfter(n, countsInterval)
 				}
 			}
 		},

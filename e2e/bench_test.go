@@ -14,12 +14,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,6 +30,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
@@ -168,25 +172,44 @@ func BenchmarkScale(b *testing.B) {
 		len(pods), created.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 
 	b.Run("convergence", func(b *testing.B) {
-		flip := func(body string, want reportsv1alpha2.Result) time.Duration {
+		flip := func(body string, want reportsv1alpha2.Result) (time.Duration, clientUse) {
+			before := s.clientUse(b)
 			began := time.Now()
 			s.setFlipBody(b, body)
 			s.reports.waitCount(b, flipPolicy, want, len(pods))
-			return time.Since(began)
+			took := time.Since(began)
+			return took, s.clientUse(b).minus(before)
 		}
 		profiled := s.profileCPU(b, "flip", 30*time.Second)
-		toFail := flip(failBody, reportsv1alpha2.ResultFail)
+		toFail, failUse := flip(failBody, reportsv1alpha2.ResultFail)
 		profiled()
-		toPass := flip(passBody, reportsv1alpha2.ResultPass)
-		create, update := s.writeFloor(b, len(pods))
+		toPass, passUse := flip(passBody, reportsv1alpha2.ResultPass)
 		b.Logf("policy change, every report pass -> fail: %s; fail -> pass: %s", toFail.Round(time.Millisecond), toPass.Round(time.Millisecond))
-		b.Logf("write floor, %d reports at concurrency %d: create %s, update %s", len(pods), benchWorkers, create.Round(time.Millisecond), update.Round(time.Millisecond))
+		b.Logf("Vigil's requests to the API server, pass -> fail: %s", failUse.per(len(pods)))
+		b.Logf("Vigil's requests to the API server, fail -> pass: %s", passUse.per(len(pods)))
+
+		// The physical floor: the same number of report-sized creates at the
+		// concurrency that gives this API server its best throughput, found
+		// by a sweep; then Vigil's own concurrency, as issue 13 measured.
+		best, curve := s.floorCurve(b, min(2000, len(pods)))
+		b.Logf("write throughput by concurrency (%d creates each): %s", min(2000, len(pods)), curve)
+		floor := s.writeFloor(b, "best", len(pods), best)
+		at4 := s.writeFloor(b, "vigil", len(pods), benchWorkers)
+		b.Logf("write floor, %d reports at concurrency %d (best): %s", len(pods), best, floor)
+		b.Logf("write floor, %d reports at concurrency %d (Vigil's default workers): %s", len(pods), benchWorkers, at4)
 		b.ReportMetric(toFail.Seconds(), "flip-to-fail-s")
 		b.ReportMetric(toPass.Seconds(), "flip-to-pass-s")
-		b.ReportMetric(create.Seconds(), "floor-create-s")
-		b.ReportMetric(update.Seconds(), "floor-update-s")
-		b.ReportMetric(toFail.Seconds()/create.Seconds(), "ratio-create-floor")
-		b.ReportMetric(toFail.Seconds()/update.Seconds(), "ratio-update-floor")
+		b.ReportMetric(failUse.total()/float64(len(pods)), "requests/pod")
+		b.ReportMetric(failUse.throttled.Seconds(), "throttled-s")
+		b.ReportMetric(float64(best), "floor-concurrency")
+		b.ReportMetric(floor.create.Seconds(), "floor-create-s")
+		b.ReportMetric(floor.apply.Seconds(), "floor-apply-s")
+		b.ReportMetric(at4.create.Seconds(), "floor4-create-s")
+		b.ReportMetric(at4.update.Seconds(), "floor4-update-s")
+		b.ReportMetric(at4.apply.Seconds(), "floor4-apply-s")
+		b.ReportMetric(toFail.Seconds()/floor.create.Seconds(), "ratio-floor")
+		b.ReportMetric(toFail.Seconds()/at4.create.Seconds(), "ratio-floor4-create")
+		b.ReportMetric(toFail.Seconds()/at4.apply.Seconds(), "ratio-floor4-apply")
 	})
 
 	b.Run("change-to-report", func(b *testing.B) {
@@ -277,7 +300,9 @@ func startScale(b *testing.B) *scale {
 	s.reports = watchReports(b, benchConfig(b, cluster.Kubeconfig))
 	// One replica at its defaults, with Go's profiles served for
 	// VIGIL_BENCH_PROFILES.
-	s.vigil = startControllerProcess(b, cluster, "bench", "--leader-elect=false", "--pprof-bind-address", s.pprofAddr)
+	// VIGIL_BENCH_ARGS adds flags, to compare settings (say "--workers 16").
+	flags := append([]string{"--leader-elect=false", "--pprof-bind-address", s.pprofAddr}, strings.Fields(os.Getenv("VIGIL_BENCH_ARGS"))...)
+	s.vigil = startControllerProcess(b, cluster, "bench", flags...)
 	waitFor(b, time.Minute, "vigil controller's metrics", func() (bool, string) {
 		_, err := scrape(b, s.vigil.MetricsAddr)
 		return err == nil, fmt.Sprint(err, "\n", s.vigil.tail(20))
@@ -365,35 +390,145 @@ func (s *scale) populate(b *testing.B, ns string, workloads, replicas, unique in
 	return keys
 }
 
-// writeFloor times the same API server creating, then updating, n reports
-// of the size Vigil writes, benchWorkers at a time, with no client-side
-// rate limit: the floor of a policy change that rewrites n reports.
-func (s *scale) writeFloor(b *testing.B, n int) (create, update time.Duration) {
+// floor is the time n report-sized writes took at one concurrency: creates,
+// updates of every result, and the same change as a server-side apply.
+type floor struct{ create, update, apply time.Duration }
+
+func (f floor) String() string {
+	return fmt.Sprintf("create %s, update %s, server-side apply %s",
+		f.create.Round(time.Millisecond), f.update.Round(time.Millisecond), f.apply.Round(time.Millisecond))
+}
+
+// floorReports returns n reports named after run, of the size and shape
+// Vigil writes (a sample of its own), in a namespace Vigil does not watch.
+func (s *scale) floorReports(b *testing.B, run string, n int) []*reportsv1alpha2.PolicyReport {
 	b.Helper()
 	sample := s.reports.sample(b)
 	reports := make([]*reportsv1alpha2.PolicyReport, n)
 	for i := range reports {
 		r := &reportsv1alpha2.PolicyReport{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "floor", Name: fmt.Sprintf("floor-%05d", i)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "floor", Name: fmt.Sprintf("floor-%s-%05d", run, i)},
 			Scope:      sample.Scope, Summary: sample.Summary, Results: sample.Results,
 		}
 		// Not Vigil's: no managed-by label, so Vigil's cache never sees it.
 		r.Labels = map[string]string{"app.kubernetes.io/part-of": "floor"}
 		reports[i] = r
 	}
+	return reports
+}
+
+// floorCurve creates n reports at each of a range of concurrencies and
+// returns the concurrency of the best throughput, with the curve in words.
+func (s *scale) floorCurve(b *testing.B, n int) (best int, curve string) {
+	b.Helper()
+	var parts []string
+	bestRate := 0.0
+	for _, c := range []int{1, 4, 16, 32, 64, 128} {
+		reports := s.floorReports(b, "c"+strconv.Itoa(c), n)
+		began := time.Now()
+		parallel(b, c, n, func(i int) error { return s.c.Create(b.Context(), reports[i]) })
+		rate := float64(n) / time.Since(began).Seconds()
+		parts = append(parts, fmt.Sprintf("%d: %.0f/s", c, rate))
+		if rate > bestRate {
+			best, bestRate = c, rate
+		}
+	}
+	return best, strings.Join(parts, ", ")
+}
+
+// writeFloor times the same API server creating, updating, then applying
+// (server-side, forcing ownership, as Vigil does) n reports of the size
+// Vigil writes, workers at a time, with no client-side rate limit: the
+// floor of a policy change that rewrites n reports.
+func (s *scale) writeFloor(b *testing.B, run string, n, workers int) floor {
+	b.Helper()
+	reports := s.floorReports(b, run, n)
+	var f floor
 	began := time.Now()
-	parallel(b, benchWorkers, n, func(i int) error { return s.c.Create(b.Context(), reports[i]) })
-	create = time.Since(began)
-	began = time.Now()
-	parallel(b, benchWorkers, n, func(i int) error {
-		r := reports[i]
+	parallel(b, workers, n, func(i int) error { return s.c.Create(b.Context(), reports[i]) })
+	f.create = time.Since(began)
+	changed := func(r *reportsv1alpha2.PolicyReport, note string) {
 		r.Results = slices.Clone(r.Results)
 		for j := range r.Results {
-			r.Results[j].Description += " (updated)"
+			r.Results[j].Description += note
 		}
-		return s.c.Update(b.Context(), r)
+	}
+	began = time.Now()
+	parallel(b, workers, n, func(i int) error {
+		changed(reports[i], " (updated)")
+		return s.c.Update(b.Context(), reports[i])
 	})
-	return create, time.Since(began)
+	f.update = time.Since(began)
+	began = time.Now()
+	parallel(b, workers, n, func(i int) error {
+		r := reports[i].DeepCopy()
+		changed(r, " (applied)")
+		r.ResourceVersion, r.UID, r.CreationTimestamp, r.ManagedFields = "", "", metav1.Time{}, nil
+		r.SetGroupVersionKind(reportsv1alpha2.GroupVersion.WithKind("PolicyReport"))
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(r)
+		if err != nil {
+			return err
+		}
+		obj := &unstructured.Unstructured{Object: u}
+		unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
+		return s.c.Apply(b.Context(), client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner("floor"), client.ForceOwnership)
+	})
+	f.apply = time.Since(began)
+	return f
+}
+
+// clientUse is what Vigil's client-go reports of its requests to the API
+// server (rest_client_requests_total by method) and of the time its token
+// bucket held them back (rest_client_rate_limiter_duration_seconds).
+type clientUse struct {
+	byMethod  map[string]float64
+	throttled time.Duration
+}
+
+func (s *scale) clientUse(b *testing.B) clientUse {
+	b.Helper()
+	samples, err := scrape(b, s.vigil.MetricsAddr)
+	if err != nil {
+		b.Fatalf("scrape vigil controller: %v", err)
+	}
+	u := clientUse{byMethod: map[string]float64{}}
+	for _, x := range samples {
+		switch x.name {
+		case "rest_client_requests_total":
+			u.byMethod[x.labels["method"]] += x.value
+		case "rest_client_rate_limiter_duration_seconds_sum":
+			u.throttled += time.Duration(x.value * float64(time.Second))
+		}
+	}
+	return u
+}
+
+func (u clientUse) minus(v clientUse) clientUse {
+	d := clientUse{byMethod: map[string]float64{}, throttled: u.throttled - v.throttled}
+	for m, n := range u.byMethod {
+		if n -= v.byMethod[m]; n != 0 {
+			d.byMethod[m] = n
+		}
+	}
+	return d
+}
+
+func (u clientUse) total() float64 {
+	t := 0.0
+	for _, n := range u.byMethod {
+		t += n
+	}
+	return t
+}
+
+// per says the requests per judged pod, by method, and the throttling.
+func (u clientUse) per(pods int) string {
+	methods := slices.Sorted(maps.Keys(u.byMethod))
+	parts := make([]string, 0, len(methods))
+	for _, m := range methods {
+		parts = append(parts, fmt.Sprintf("%s %.0f (%.2f/pod)", m, u.byMethod[m], u.byMethod[m]/float64(pods)))
+	}
+	return fmt.Sprintf("%s; held back by the client-side rate limit for %s in all", strings.Join(parts, ", "), u.throttled.Round(time.Millisecond))
 }
 
 // churn starts background changes among the pods (a label edit of a replica,

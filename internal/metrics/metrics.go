@@ -234,4 +234,8 @@ func init() {
 		Evaluations, EvaluationDuration, AdmissionRequests,
 		AdmissionDuration, ReportWrites, PolicyReady, EventsDropped, LastEvaluation,
 	)
+	// Besides rest_client_requests_total, which controller-runtime always
+	// serves: how long Vigil's requests take, and how long client-go's
+	// token bucket (--kube-api-qps) held them back, so throttling shows.
+	crmetrics.RegisterRESTClientMetrics(crmetrics.MetricRequestLatency, crmetrics.MetricRateLimiterLatency)
 }
