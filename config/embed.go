@@ -22,3 +22,10 @@ var Kwok embed.FS
 // simulated nodes behave like kubelets (nodes Ready, pods Running, Job pods
 // Succeeded, deleted pods gone).
 const KwokStagesFile = "kwok/stages.yaml"
+
+// FlowControl holds the API priority and fairness objects of Vigil's
+// requests, config/manager/flowcontrol.yaml (the benchmarks install them as
+// a cluster would).
+//
+//go:embed manager/flowcontrol.yaml
+var FlowControl []byte

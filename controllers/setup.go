@@ -52,7 +52,7 @@ type Options struct {
 
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
-	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 4, EventsPerSecond: 10, EventBurst: 100, ResyncPeriod: 10 * time.Minute}
+	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 16, EventsPerSecond: 10, EventBurst: 100, ResyncPeriod: 10 * time.Minute}
 }
 
 // Deps are what the verify path shares with the webhook on every replica.

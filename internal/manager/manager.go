@@ -136,12 +136,16 @@ type Options struct {
 	KubeAPIBurst int
 }
 
-// Defaults of the client rate limit. A policy change rewrites one report per
-// pod, and the verify path's workers are few, so the workers, not this
-// bound, set the pace on a healthy API server (see BENCHMARKS.md, benchmark 4).
+// Defaults of the client rate limit: none. A policy change rewrites one
+// report per pod, and at a client-side 200 requests a second (two per pod)
+// 10,000 pods would take 100 s on any API server, however idle. The API
+// server's priority and fairness shares its capacity instead
+// (config/manager/flowcontrol.yaml gives Vigil a priority level of its own),
+// and the verify path's workers bound how many requests are in flight. A
+// positive --kube-api-qps sets a client-side bound again.
 const (
-	DefaultKubeAPIQPS   = 200
-	DefaultKubeAPIBurst = 400
+	DefaultKubeAPIQPS   = -1
+	DefaultKubeAPIBurst = 0
 )
 
 // Manager is a controller-runtime manager plus the webhook server that starts
