@@ -158,10 +158,24 @@ func cosignKey(t testing.TB, cosign string) (string, []byte) {
 // log, no signing config). env adds variables (COSIGN_REPOSITORY).
 func cosignSign(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, env ...string) {
 	t.Helper()
-	args := []string{"sign", "--key", key, "--yes", "--tlog-upload=false", "--use-signing-config=false",
+	cosignOffline(t, cosign, []string{"sign"}, key, d, format, env...)
+}
+
+// cosignAttest attests d with the real cosign CLI, offline: `cosign attest
+// --type typ --predicate predicate`.
+func cosignAttest(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, typ, predicate string) {
+	t.Helper()
+	cosignOffline(t, cosign, []string{"attest", "--type", typ, "--predicate", predicate}, key, d, format)
+}
+
+// cosignOffline runs a cosign command that signs d with key, offline, in
+// the given format.
+func cosignOffline(t testing.TB, cosign string, command []string, key string, d name.Digest, format SignatureFormat, env ...string) {
+	t.Helper()
+	args := append(command, "--key", key, "--yes", "--tlog-upload=false", "--use-signing-config=false",
 		"--allow-insecure-registry", "--allow-http-registry",
 		"--registry-username", testUser, "--registry-password", testPassword,
-		"--new-bundle-format=" + fmt.Sprint(format == FormatBundle), d.String()}
+		"--new-bundle-format="+fmt.Sprint(format == FormatBundle), d.String())
 	cmd := exec.Command(cosign, args...)
 	cmd.Env = append(append(os.Environ(), "COSIGN_PASSWORD=", "TUF_ROOT="+t.TempDir()), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {

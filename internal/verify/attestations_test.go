@@ -1,0 +1,295 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+)
+
+const (
+	vulnURI = "https://cosign.sigstore.dev/attestation/vuln/v1"
+	spdxURI = "https://spdx.dev/Document"
+)
+
+// attestationFixture: images attested by the real cosign CLI with a key, in
+// both layouts.
+type attestationFixture struct {
+	reg            *testRegistry
+	pub, otherPub  []byte
+	legacy, bundle name.Digest // vuln and spdx attestations (bundle: and a signature)
+	oversized      name.Digest // legacy: a small vuln and a spdx past maxAttestationBytes
+	signedOnly     name.Digest // a legacy signature, no attestation
+}
+
+// writePredicate writes a predicate file into dir.
+func writePredicate(t testing.TB, dir, file string, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, file)
+	if err := os.WriteFile(p, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newAttestationFixture(t *testing.T) *attestationFixture {
+	t.Helper()
+	cosign := cosignBinary(t)
+	f := &attestationFixture{reg: newTestRegistry(t)}
+	key, pub := cosignKey(t, cosign)
+	_, f.otherPub = cosignKey(t, cosign)
+	f.pub = pub
+	dir := t.TempDir()
+	vuln := writePredicate(t, dir, "vuln.json", map[string]any{
+		"scanner":  map[string]any{"uri": "pkg:github/aquasecurity/trivy", "version": "0.50.0"},
+		"metadata": map[string]any{"scanStartedOn": "2026-11-01T11:58:00Z", "scanFinishedOn": "2026-11-01T12:00:00Z"},
+	})
+	spdx := writePredicate(t, dir, "spdx.json", map[string]any{"spdxVersion": "SPDX-2.3", "name": "app"})
+
+	f.legacy = f.reg.pushImage(t, "attested/legacy")
+	cosignAttest(t, cosign, key, f.legacy, FormatLegacy, "vuln", vuln)
+	// spdxjson: the predicate stays JSON (cosign's "spdx" quotes it as a
+	// string, which sigstore-go cannot read in a bundle).
+	cosignAttest(t, cosign, key, f.legacy, FormatLegacy, "spdxjson", spdx)
+	f.bundle = f.reg.pushImage(t, "attested/bundle")
+	cosignAttest(t, cosign, key, f.bundle, FormatBundle, "vuln", vuln)
+	cosignAttest(t, cosign, key, f.bundle, FormatBundle, "spdxjson", spdx)
+	cosignSign(t, cosign, key, f.bundle, FormatBundle)
+	f.signedOnly = f.reg.pushImage(t, "attested/none")
+	cosignSign(t, cosign, key, f.signedOnly, FormatLegacy)
+
+	// An SBOM whose envelope passes the bound: 7 MiB of predicate is more
+	// than 8 MiB once base64-encoded in the envelope.
+	f.oversized = f.reg.pushImage(t, "attested/oversized")
+	big := writePredicate(t, dir, "big.json", map[string]any{"spdxVersion": "SPDX-2.3", "comment": strings.Repeat("x", 7<<20)})
+	cosignAttest(t, cosign, key, f.oversized, FormatLegacy, "vuln", vuln)
+	cosignAttest(t, cosign, key, f.oversized, FormatLegacy, "spdxjson", big)
+	return f
+}
+
+// Attestations written by the real cosign CLI, against key authorities;
+// one fixture (cosign runs a dozen times) serves the three parts.
+func TestAttestationsKeyCosign(t *testing.T) {
+	f := newAttestationFixture(t)
+	t.Run("table", func(t *testing.T) { attestationsKeyTable(t, f) })
+	t.Run("oversized message", func(t *testing.T) { attestationOversizedMessage(t, f) })
+	t.Run("cached", func(t *testing.T) { attestationsCached(t, f) })
+}
+
+func attestationsKeyTable(t *testing.T, f *attestationFixture) {
+	for _, tc := range []struct {
+		name    string
+		spec    AuthoritySpec
+		image   name.Digest
+		types   []string
+		want    Reason
+		message string
+	}{
+		{"legacy, short name", keySpec(f.pub, FormatLegacy, nil), f.legacy, []string{"vuln"}, "", ""},
+		{"legacy, URI", keySpec(f.pub, FormatLegacy, nil), f.legacy, []string{vulnURI}, "", ""},
+		{"legacy, two types", keySpec(f.pub, FormatLegacy, nil), f.legacy, []string{"vuln", "spdxjson"}, "", ""},
+		{"bundle, short name", keySpec(f.pub, FormatBundle, nil), f.bundle, []string{"vuln"}, "", ""},
+		{"bundle, two types", keySpec(f.pub, FormatBundle, nil), f.bundle, []string{"spdx", vulnURI}, "", ""},
+		{"legacy, type absent", keySpec(f.pub, FormatLegacy, nil), f.legacy, []string{"vuln", "cyclonedx"}, ReasonNoAttestations,
+			`no matching attestations with type cyclonedx, checked the following predicateTypes: "` + vulnURI + ", " + spdxURI + `"`},
+		{"bundle, type absent", keySpec(f.pub, FormatBundle, nil), f.bundle, []string{"slsaprovenance1"}, ReasonNoAttestations,
+			"no matching attestations with type slsaprovenance1"},
+		{"legacy, wrong key", keySpec(f.otherPub, FormatLegacy, nil), f.legacy, []string{"vuln"}, ReasonSignatureMismatch, "no matching attestations: invalid signature"},
+		{"bundle, wrong key", keySpec(f.otherPub, FormatBundle, nil), f.bundle, []string{"vuln"}, ReasonSignatureMismatch, "no matching attestations"},
+		{"signature only", keySpec(f.pub, FormatLegacy, nil), f.signedOnly, []string{"vuln"}, ReasonNoAttestations, "no attestations found"},
+		{"legacy authority, bundle attestations", keySpec(f.pub, FormatLegacy, nil), f.bundle, []string{"vuln"}, ReasonNoAttestations, "no attestations found"},
+		{"bundle authority, legacy attestations", keySpec(f.pub, FormatBundle, nil), f.legacy, []string{"vuln"}, ReasonNoAttestations, "no attestations found"},
+		{"oversized body, other type still verifies", keySpec(f.pub, FormatLegacy, nil), f.oversized, []string{"vuln"}, "", ""},
+		{"oversized body", keySpec(f.pub, FormatLegacy, nil), f.oversized, []string{"spdx"}, ReasonNoAttestations,
+			`no matching attestations with type spdx, checked the following predicateTypes: "` + vulnURI + `"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := mustCompile(t, tc.spec)
+			ev, err := New(Options{}).VerifyAttestations(context.Background(), a, Request{Image: tc.image.String()}, tc.types...)
+			if tc.want != "" {
+				expectReason(t, err, tc.want, a, tc.image, tc.message)
+				if !strings.Contains(err.Error(), "attestation key validation failed for authority release-key for "+tc.image.String()) {
+					t.Errorf("message %q is not policy-controller's attestation shape", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("want a pass: %v", err)
+			}
+			for _, typ := range tc.types {
+				got := ev.ByType[typ]
+				if len(got) != 1 {
+					t.Fatalf("%d statements of type %s, want 1: %+v", len(got), typ, ev.ByType)
+				}
+				checkVerifiedStatement(t, got[0], PredicateTypeURI(typ), tc.image)
+			}
+		})
+	}
+}
+
+// checkVerifiedStatement: a verified statement is the in-toto statement cosign
+// wrote, about the image, of the type.
+func checkVerifiedStatement(t *testing.T, att Attestation, uri string, d name.Digest) {
+	t.Helper()
+	var st struct {
+		PredicateType string `json:"predicateType"`
+		Subject       []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+		Predicate json.RawMessage `json:"predicate"`
+	}
+	if err := json.Unmarshal(att.Statement, &st); err != nil {
+		t.Fatalf("statement %q: %v", att.Statement, err)
+	}
+	if st.PredicateType != uri || att.PredicateType != uri || len(st.Subject) != 1 ||
+		"sha256:"+st.Subject[0].Digest["sha256"] != d.DigestStr() || len(st.Predicate) < 2 || att.ID == "" {
+		t.Fatalf("attestation %+v, statement %s: want type %s about %s", att, att.Statement, uri, d)
+	}
+}
+
+// The bound on one attestation's body says what and how much.
+func attestationOversizedMessage(t *testing.T, f *attestationFixture) {
+	a := mustCompile(t, keySpec(f.otherPub, FormatLegacy, nil)) // no body verifies: the error lists why
+	_, err := New(Options{}).VerifyAttestations(context.Background(), a, Request{Image: f.oversized.String()}, "spdx")
+	expectReason(t, err, ReasonSignatureMismatch, a, f.oversized, fmt.Sprintf("more than the %d read", maxAttestationBytes))
+}
+
+// attestKeylessLegacy attests d with a VirtualSigstore certificate in
+// cosign's legacy layout: a .att layer holding the DSSE envelope, with the
+// certificate and the Rekor bundle in annotations.
+func attestKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer, predicateType string) {
+	t.Helper()
+	statement := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"name":%q,"digest":{"sha256":%q}}],"predicateType":%q,"predicate":{"builder":{"id":"ci"}}}`,
+		d.Context().Name(), strings.TrimPrefix(d.DigestStr(), "sha256:"), predicateType)
+	e, err := vs.Attest(subject, issuer, []byte(statement))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := e.VerificationContent()
+	sc, _ := e.SignatureContent()
+	entries, _ := e.TlogEntries()
+	envelope, err := json.Marshal(sc.EnvelopeContent().RawEnvelope())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, set := inclusionPromise(t, vs, entries[0].TransparencyLogEntry())
+	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
+	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
+		Layer: static.NewLayer(envelope, dsseMediaType),
+		Annotations: map[string]string{
+			annotationSignature: "", "predicateType": predicateType,
+			annotationCertificate: string(certPEM), annotationBundle: string(rb),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1)+".att"), img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Keyless attestations from a VirtualSigstore, in both layouts.
+func TestAttestationsKeyless(t *testing.T) {
+	vs := newVirtualSigstore(t)
+	reg := newTestRegistry(t)
+	const provenance = "https://slsa.dev/provenance/v1"
+	legacy := reg.pushImage(t, "keyless/att-legacy")
+	attestKeylessLegacy(t, vs, legacy, ciSubject, ciIssuer, provenance)
+	bundled := reg.pushImage(t, "keyless/att-bundle")
+	signKeylessBundle(t, vs, bundled, ciSubject, ciIssuer, provenance)
+	signKeylessBundle(t, vs, bundled, ciSubject, ciIssuer, cosignSignPredicate) // a signature: skipped
+	ci := Identity{Issuer: ciIssuer, Subject: ciSubject}
+	other := Identity{Issuer: ciIssuer, Subject: "https://github.com/mallory/app"}
+	for _, tc := range []struct {
+		name    string
+		spec    AuthoritySpec
+		image   name.Digest
+		want    Reason
+		message string
+	}{
+		{"legacy", keylessSpec(vs, FormatLegacy, ci), legacy, "", ""},
+		{"bundle", keylessSpec(vs, FormatBundle, ci), bundled, "", ""},
+		{"legacy, wrong identity", keylessSpec(vs, FormatLegacy, other), legacy, ReasonIdentityMismatch, "none of the expected identities matched"},
+		{"bundle, wrong identity", keylessSpec(vs, FormatBundle, other), bundled, ReasonIdentityMismatch, "none of the expected identities matched"},
+		{"legacy, another trust root", keylessSpec(newVirtualSigstore(t), FormatLegacy, ci), legacy, ReasonSignatureMismatch, "no matching attestations"},
+		{"bundle, another trust root", keylessSpec(newVirtualSigstore(t), FormatBundle, ci), bundled, ReasonSignatureMismatch, "no matching attestations"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := mustCompile(t, tc.spec)
+			ev, err := New(Options{}).VerifyAttestations(context.Background(), a, Request{Image: tc.image.String()}, "slsaprovenance1")
+			if tc.want != "" {
+				expectReason(t, err, tc.want, a, tc.image, tc.message)
+				if !strings.Contains(err.Error(), "attestation keyless validation failed") {
+					t.Errorf("message %q is not policy-controller's keyless attestation shape", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("want a pass: %v", err)
+			}
+			got := ev.ByType["slsaprovenance1"]
+			if len(got) != 1 || len(ev.Attestations) != 1 || got[0].Subject != ciSubject || got[0].Issuer != ciIssuer {
+				t.Fatalf("attestations %+v, want one provenance by %s", ev.Attestations, ciSubject)
+			}
+			checkVerifiedStatement(t, got[0], provenance, tc.image)
+		})
+	}
+}
+
+// Verified statements are cached by digest and authority, whatever types a
+// caller asks for: a second caller asking for another type makes no
+// registry request; a missing type is not cached.
+func attestationsCached(t *testing.T, f *attestationFixture) {
+	clock := &fakeClock{now: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
+	v := New(Options{Now: clock.Now})
+	a := mustCompile(t, keySpec(f.pub, FormatLegacy, nil))
+	req := Request{Image: f.legacy.String()}
+	first, err := v.VerifyAttestations(context.Background(), a, req, "vuln")
+	if err != nil || first.Cached {
+		t.Fatalf("first: cached %v, %v", first != nil && first.Cached, err)
+	}
+	before := f.reg.requests.Load()
+	second, err := v.VerifyAttestations(context.Background(), a, req, "spdx")
+	if err != nil || !second.Cached || len(second.ByType["spdx"]) != 1 || len(second.ByType["vuln"]) != 0 {
+		t.Fatalf("second: %+v, %v", second, err)
+	}
+	if n := f.reg.requests.Load() - before; n != 0 {
+		t.Errorf("a cached answer made %d registry requests", n)
+	}
+	if !second.ExpiresAt.Equal(clock.Now().Add(time.Hour)) {
+		t.Errorf("expires at %s, want the pass TTL after %s", second.ExpiresAt, clock.Now())
+	}
+	// The type filter is not cached: asking for an absent type fails, and
+	// the pass stays for the types that are there.
+	if _, err := v.VerifyAttestations(context.Background(), a, req, "cyclonedx"); ReasonOf(err) != ReasonNoAttestations {
+		t.Fatalf("absent type: %v", err)
+	}
+	if ev, err := v.VerifyAttestations(context.Background(), a, req, "vuln"); err != nil || !ev.Cached {
+		t.Fatalf("after an absent type: %+v, %v", ev, err)
+	}
+	if v.attestations.size() < int64(len(first.ByType["vuln"][0].Statement)) {
+		t.Errorf("cache size %d bytes does not count the statements", v.attestations.size())
+	}
+}
