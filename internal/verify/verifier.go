@@ -90,6 +90,7 @@ type Verifier struct {
 	cache     *cache[*Evidence]
 	// attestations holds verified statements, bounded in bytes too.
 	attestations *cache[*AttestationEvidence]
+	configs      *cache[*ConfigFiles]
 	flights      singleflight.Group
 }
 
@@ -106,6 +107,7 @@ func New(o Options) *Verifier {
 		},
 		cache:        newCache[*Evidence](o.CacheSize, 0, o.PassTTL, o.FailTTL, o.ErrorBackoff, o.MaxErrorBackoff),
 		attestations: newCache[*AttestationEvidence](o.CacheSize, o.AttestationCacheBytes, o.PassTTL, o.FailTTL, o.ErrorBackoff, o.MaxErrorBackoff),
+		configs:      newCache[*ConfigFiles](o.CacheSize, maxConfigCacheBytes, o.PassTTL, o.FailTTL, o.ErrorBackoff, o.MaxErrorBackoff),
 	}
 }
 
