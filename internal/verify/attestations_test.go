@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
 const (
@@ -35,20 +34,6 @@ type attestationFixture struct {
 	signedOnly     name.Digest // a legacy signature, no attestation
 }
 
-// writePredicate writes a predicate file into dir.
-func writePredicate(t testing.TB, dir, file string, v any) string {
-	t.Helper()
-	raw, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, file)
-	if err := os.WriteFile(p, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func newAttestationFixture(t *testing.T) *attestationFixture {
 	t.Helper()
 	cosign := cosignBinary(t)
@@ -56,12 +41,8 @@ func newAttestationFixture(t *testing.T) *attestationFixture {
 	key, pub := cosignKey(t, cosign)
 	_, f.otherPub = cosignKey(t, cosign)
 	f.pub = pub
-	dir := t.TempDir()
-	vuln := writePredicate(t, dir, "vuln.json", map[string]any{
-		"scanner":  map[string]any{"uri": "pkg:github/aquasecurity/trivy", "version": "0.50.0"},
-		"metadata": map[string]any{"scanStartedOn": "2026-11-01T11:58:00Z", "scanFinishedOn": "2026-11-01T12:00:00Z"},
-	})
-	spdx := writePredicate(t, dir, "spdx.json", map[string]any{"spdxVersion": "SPDX-2.3", "name": "app"})
+	vuln := verifytest.VulnPredicate(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC), 1, 0)
+	spdx := map[string]any{"spdxVersion": "SPDX-2.3", "name": "app"}
 
 	f.legacy = f.reg.pushImage(t, "attested/legacy")
 	cosignAttest(t, cosign, key, f.legacy, FormatLegacy, "vuln", vuln)
@@ -78,7 +59,7 @@ func newAttestationFixture(t *testing.T) *attestationFixture {
 	// An SBOM whose envelope passes the bound: 7 MiB of predicate is more
 	// than 8 MiB once base64-encoded in the envelope.
 	f.oversized = f.reg.pushImage(t, "attested/oversized")
-	big := writePredicate(t, dir, "big.json", map[string]any{"spdxVersion": "SPDX-2.3", "comment": strings.Repeat("x", 7<<20)})
+	big := map[string]any{"spdxVersion": "SPDX-2.3", "comment": strings.Repeat("x", 7<<20)}
 	cosignAttest(t, cosign, key, f.oversized, FormatLegacy, "vuln", vuln)
 	cosignAttest(t, cosign, key, f.oversized, FormatLegacy, "spdxjson", big)
 	return f

@@ -10,9 +10,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +33,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -115,72 +113,32 @@ func (staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 }
 
 // cosignBinary is the real cosign CLI built by `make tools`.
-func cosignBinary(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("COSIGN")
-	if bin == "" {
-		for _, c := range []string{"../../bin/cosign", "/work/main/bin/cosign"} {
-			if _, err := os.Stat(c); err == nil {
-				bin = c
-				break
-			}
-		}
-	}
-	if bin == "" {
-		t.Skip("no cosign binary: run `make tools` (or set COSIGN) to test against signatures written by the real cosign CLI")
-	}
-	abs, err := filepath.Abs(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
+func cosignBinary(t testing.TB) string { return verifytest.FindCosign(t).Bin }
 
 // cosignKey generates a key pair with the real cosign CLI and returns the
 // private key path and the public key PEM.
 func cosignKey(t testing.TB, cosign string) (string, []byte) {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(cosign, "generate-key-pair")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
-	}
-	pub, err := os.ReadFile(filepath.Join(dir, "cosign.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(dir, "cosign.key"), pub
+	return (&verifytest.Cosign{Bin: cosign}).GenerateKey(t)
+}
+
+// testCosign is the cosign CLI logged in to the test registry.
+func testCosign(bin string) *verifytest.Cosign {
+	return &verifytest.Cosign{Bin: bin, Username: testUser, Password: testPassword}
 }
 
 // cosignSign signs d with the real cosign CLI, offline (no transparency
 // log, no signing config). env adds variables (COSIGN_REPOSITORY).
 func cosignSign(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, env ...string) {
 	t.Helper()
-	cosignOffline(t, cosign, []string{"sign"}, key, d, format, env...)
+	testCosign(cosign).Sign(t, key, d, format == FormatBundle, env...)
 }
 
 // cosignAttest attests d with the real cosign CLI, offline: `cosign attest
-// --type typ --predicate predicate`.
-func cosignAttest(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, typ, predicate string) {
+// --type typ` with the predicate marshalled to JSON.
+func cosignAttest(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, typ string, predicate any) {
 	t.Helper()
-	cosignOffline(t, cosign, []string{"attest", "--type", typ, "--predicate", predicate}, key, d, format)
-}
-
-// cosignOffline runs a cosign command that signs d with key, offline, in
-// the given format.
-func cosignOffline(t testing.TB, cosign string, command []string, key string, d name.Digest, format SignatureFormat, env ...string) {
-	t.Helper()
-	args := append(command, "--key", key, "--yes", "--tlog-upload=false", "--use-signing-config=false",
-		"--allow-insecure-registry", "--allow-http-registry",
-		"--registry-username", testUser, "--registry-password", testPassword,
-		"--new-bundle-format="+fmt.Sprint(format == FormatBundle), d.String())
-	cmd := exec.Command(cosign, args...)
-	cmd.Env = append(append(os.Environ(), "COSIGN_PASSWORD=", "TUF_ROOT="+t.TempDir()), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	testCosign(cosign).Attest(t, key, d, format == FormatBundle, typ, predicate)
 }
 
 // simpleSigningPayload is what cosign signs for an image.
