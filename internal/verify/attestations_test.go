@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/cosign/v3/pkg/cosign"
+	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
@@ -72,6 +76,51 @@ func TestAttestationsKeyCosign(t *testing.T) {
 	t.Run("table", func(t *testing.T) { attestationsKeyTable(t, f) })
 	t.Run("oversized message", func(t *testing.T) { attestationOversizedMessage(t, f) })
 	t.Run("cached", func(t *testing.T) { attestationsCached(t, f) })
+	t.Run("agrees with cosign", func(t *testing.T) { attestationsAgreeWithCosign(t, f) })
+}
+
+// attestationsAgreeWithCosign: on the legacy image, the statements that
+// verify here are those cosign's own VerifyImageAttestations returns.
+func attestationsAgreeWithCosign(t *testing.T, f *attestationFixture) {
+	pk, err := cryptoutils.UnmarshalPEMToPublicKey(f.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := signature.LoadDefaultVerifier(pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	co := &cosign.CheckOpts{SigVerifier: sv, IgnoreTlog: true, ClaimVerifier: cosign.IntotoSubjectClaimVerifier,
+		RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(remote.WithAuthFromKeychain(staticKeychain{}))}}
+	checked, _, err := cosign.VerifyImageAttestations(context.Background(), f.legacy, co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, sig := range checked {
+		raw, err := sig.Payload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env dsseEnvelope
+		if err := json.Unmarshal(raw, &env); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, string(env.Payload))
+	}
+	ev, err := New(Options{}).VerifyAttestations(context.Background(), mustCompile(t, keySpec(f.pub, FormatLegacy, nil)), Request{Image: f.legacy.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range ev.Attestations {
+		got = append(got, string(a.Statement))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) != 2 || !slices.Equal(got, want) {
+		t.Fatalf("statements differ from cosign's:\n got  %q\n want %q", got, want)
+	}
 }
 
 func attestationsKeyTable(t *testing.T, f *attestationFixture) {
