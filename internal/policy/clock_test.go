@@ -12,8 +12,8 @@ func clockAt(t time.Time) func() time.Time { return func() time.Time { return t 
 
 // TestCatalogClockPoliciesCompile: the catalog's maximum-scan-age
 // (attestation-level) and maximum-image-age (CIP-level, fetchConfigFile)
-// policies call time.now_ns; they compile, and the CIP-level one says it
-// depends on the time.
+// policies call time.now_ns; they compile, and both say they depend on the
+// time.
 func TestCatalogClockPoliciesCompile(t *testing.T) {
 	dir := filepath.Join(sharedDir(t, "conformance", "supply-chain"), "policies")
 	scan := mustCompile(t, readCIP(t, filepath.Join(dir, "vuln-maximum-scan-age-rego.yaml")))
@@ -21,8 +21,12 @@ func TestCatalogClockPoliciesCompile(t *testing.T) {
 	if !image.TimeDependent() {
 		t.Error("maximum-image-age-rego: TimeDependent() = false, its body calls time.now_ns")
 	}
-	if scan.TimeDependent() {
-		t.Error("vuln-maximum-scan-age-rego: TimeDependent() = true, but it has no CIP-level body")
+	if !scan.TimeDependent() {
+		t.Error("vuln-maximum-scan-age-rego: TimeDependent() = false, its attestation policy calls time.now_ns")
+	}
+	vuln := mustCompile(t, readCIP(t, filepath.Join(dir, "vuln-no-high-or-critical-rego.yaml")))
+	if vuln.TimeDependent() {
+		t.Error("vuln-no-high-or-critical-rego: TimeDependent() = true, but nothing in it reads the clock")
 	}
 	pure := mustCompile(t, newCIP("p", withRego("package sigstore\nisCompliant { time.parse_rfc3339_ns(\"2026-01-01T00:00:00Z\") > 0 }")))
 	if pure.TimeDependent() {
