@@ -10,14 +10,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/cosign/v3/pkg/cosign"
 	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
-	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/vigil-dev/vigil/internal/verify/verifytest"
@@ -201,52 +196,13 @@ func attestationOversizedMessage(t *testing.T, f *attestationFixture) {
 	expectReason(t, err, ReasonSignatureMismatch, a, f.oversized, fmt.Sprintf("more than the %d read", maxAttestationBytes))
 }
 
-// attestKeylessLegacy attests d with a VirtualSigstore certificate in
-// cosign's legacy layout: a .att layer holding the DSSE envelope, with the
-// certificate and the Rekor bundle in annotations.
-func attestKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer, predicateType string) {
-	t.Helper()
-	statement := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"name":%q,"digest":{"sha256":%q}}],"predicateType":%q,"predicate":{"builder":{"id":"ci"}}}`,
-		d.Context().Name(), strings.TrimPrefix(d.DigestStr(), "sha256:"), predicateType)
-	e, err := vs.Attest(subject, issuer, []byte(statement))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, _ := e.VerificationContent()
-	sc, _ := e.SignatureContent()
-	entries, _ := e.TlogEntries()
-	envelope, err := json.Marshal(sc.EnvelopeContent().RawEnvelope())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp, set := inclusionPromise(t, vs, entries[0].TransparencyLogEntry())
-	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
-	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
-		Layer: static.NewLayer(envelope, dsseMediaType),
-		Annotations: map[string]string{
-			annotationSignature: "", "predicateType": predicateType,
-			annotationCertificate: string(certPEM), annotationBundle: string(rb),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1)+".att"), img); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Keyless attestations from a VirtualSigstore, in both layouts.
 func TestAttestationsKeyless(t *testing.T) {
 	vs := newVirtualSigstore(t)
 	reg := newTestRegistry(t)
 	const provenance = "https://slsa.dev/provenance/v1"
 	legacy := reg.pushImage(t, "keyless/att-legacy")
-	attestKeylessLegacy(t, vs, legacy, ciSubject, ciIssuer, provenance)
+	verifytest.AttestKeylessLegacy(t, vs, legacy, ciSubject, ciIssuer, provenance, map[string]any{"builder": map[string]any{"id": "ci"}})
 	bundled := reg.pushImage(t, "keyless/att-bundle")
 	signKeylessBundle(t, vs, bundled, ciSubject, ciIssuer, provenance)
 	signKeylessBundle(t, vs, bundled, ciSubject, ciIssuer, cosignSignPredicate) // a signature: skipped
