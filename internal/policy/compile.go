@@ -121,6 +121,8 @@ type CompiledPolicy struct {
 	source workerSource
 	// report: the rule, category and severity of its results.
 	report reportFields
+	// attestationClock: an attestation policy reads the clock (clock.go).
+	attestationClock bool
 }
 
 // authority is a defaulted authority reduced to what evaluation needs.
@@ -222,6 +224,7 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 	if err := c.compileAttestationPolicies(cip.Name, spec); err != nil {
 		return nil, err
 	}
+	p.attestationClock = attestationsReadClock(spec)
 	if pol := spec.Policy; pol != nil {
 		p.includeSpec = isTrue(pol.IncludeSpec)
 		p.includeMeta = isTrue(pol.IncludeObjectMeta)

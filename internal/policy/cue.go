@@ -84,10 +84,16 @@ type evaluator interface {
 	evaluateFully(ctx context.Context, in evalInput) bodyResult
 	// projection is what the policy reads of its input; nil: all of it.
 	projection() *projection
+	// timeDependent: the result depends on when the body is evaluated (it
+	// reads the clock), so it is not cached as a function of the input.
+	timeDependent() bool
 }
 
 func (e *cueEvaluator) projection() *projection  { return e.proj }
 func (e *regoEvaluator) projection() *projection { return e.proj }
+
+// CUE has no clock: its time package parses and formats, but has no "now".
+func (e *cueEvaluator) timeDependent() bool { return false }
 
 // cueEvaluator evaluates a CUE policy. cue.Context is not safe for
 // concurrent use, so each concurrent evaluation takes its own instance (a

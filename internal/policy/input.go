@@ -301,12 +301,14 @@ func appendJSONString(buf []byte, s string) []byte {
 // read reports whether the input's JSON may still be referenced (by an
 // in-process evaluation's results, or a worker request being abandoned).
 func (p *CompiledPolicy) evalBody(b *budget, in evalInput) (r bodyResult, read bool) {
-	if r, ok := p.cache.get(in.key); ok {
+	// A body that reads the clock is not a pure function of its input.
+	pure := !p.body.timeDependent()
+	if r, ok := p.cache.get(in.key); ok && pure {
 		return r, false
 	}
 	if e, ok := p.body.(*cueEvaluator); ok {
 		if r, ok := e.evaluateNative(in); ok {
-			p.cache.put(in.key, r)
+			p.cache.put(in.key, r) // CUE has no clock
 			return r, false
 		}
 	}
@@ -317,7 +319,7 @@ func (p *CompiledPolicy) evalBody(b *budget, in evalInput) (r bodyResult, read b
 	} else {
 		r, read = p.evaluateInProcess(b, in), true
 	}
-	if !r.errored { // errors may be transient (a deadline)
+	if !r.errored && pure { // errors may be transient (a deadline)
 		p.cache.put(in.key, r)
 	}
 	return r, read

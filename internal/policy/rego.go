@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -20,18 +21,24 @@ const (
 )
 
 // disabledBuiltins are removed from Rego on top of every non-deterministic
-// built-in (http.send, net.lookup_ip_addr, time.now_ns, opa.runtime,
+// built-in but the clock (http.send, net.lookup_ip_addr, opa.runtime,
 // rand.intn, uuid.rfc4122, ...): a decision must be a pure function of the
-// policy and the object, so that the webhook and the reports agree and
-// results can be cached. io.jwt.decode_verify reads the clock.
+// policy, the object and the time, so that the webhook and the reports agree
+// and results can be cached. io.jwt.decode_verify reads the clock too, but
+// hides it from the time-dependence check below.
 var disabledBuiltins = []string{"io.jwt.decode_verify"}
+
+// clockBuiltin is the one non-deterministic built-in allowed: policies such
+// as a maximum scan or image age read it. A body that calls it is
+// time-dependent (regoEvaluator.timeDependent).
+const clockBuiltin = "time.now_ns"
 
 // regoCapabilities is this OPA's capabilities less the disabled built-ins,
 // with no network access.
 var regoCapabilities = func() *ast.Capabilities {
 	c := ast.CapabilitiesForThisVersion(ast.CapabilitiesRegoVersion(ast.RegoV0))
 	c.Builtins = slices.DeleteFunc(c.Builtins, func(b *ast.Builtin) bool {
-		return b.Nondeterministic || slices.Contains(disabledBuiltins, b.Name)
+		return (b.Nondeterministic && b.Name != clockBuiltin) || slices.Contains(disabledBuiltins, b.Name)
 	})
 	c.AllowNet = []string{}
 	return c
@@ -43,6 +50,28 @@ type regoEvaluator struct {
 	query rego.PreparedEvalQuery
 	// proj is what the module reads of its input; nil: all of it.
 	proj *projection
+	// clockDependent: the module calls time.now_ns, so its result depends on
+	// when it is evaluated and must not be cached as a pure function.
+	clockDependent bool
+	// now is the clock time.now_ns reads; nil means time.Now. Tests set it.
+	now func() time.Time
+}
+
+func (e *regoEvaluator) timeDependent() bool { return e.clockDependent }
+
+// callsClock reports whether the module refers to time.now_ns anywhere (a
+// call, a function's body, a `with` replacement): conservative, since a
+// rule that is never evaluated still counts.
+func callsClock(mod *ast.Module) bool {
+	clock := ast.MustParseRef(clockBuiltin)
+	found := false
+	ast.WalkRefs(mod, func(r ast.Ref) bool {
+		if r.Equal(clock) {
+			found = true
+		}
+		return found
+	})
+	return found
 }
 
 func compileRego(src string) (*regoEvaluator, error) {
@@ -64,7 +93,7 @@ func compileRego(src string) (*regoEvaluator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &regoEvaluator{query: q, proj: regoModuleProjection(mod)}, nil
+	return &regoEvaluator{query: q, proj: regoModuleProjection(mod), clockDependent: callsClock(mod)}, nil
 }
 
 // regoModuleProjection compiles a copy of the module on its own to resolve
@@ -102,7 +131,11 @@ func (e *regoEvaluator) evaluate(ctx context.Context, in evalInput) bodyResult {
 	if err != nil {
 		return bodyResult{err: errors.New(regoPrefix + err.Error()), errored: true}
 	}
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
+	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
+	if e.now != nil {
+		opts = append(opts, rego.EvalTime(e.now()))
+	}
+	rs, err := e.query.Eval(ctx, opts...)
 	if err != nil {
 		return bodyResult{err: errors.New(regoPrefix + err.Error()), errored: true}
 	}

@@ -150,7 +150,7 @@ func TestCacheSingleflight(t *testing.T) {
 
 // The cache holds at most its size, evicting the least recently used.
 func TestCacheBounded(t *testing.T) {
-	c := newCache(2, time.Hour, time.Minute, time.Second, time.Minute)
+	c := newCache[*Evidence](2, 0, time.Hour, time.Minute, time.Second, time.Minute)
 	now := time.Now()
 	ev := &Evidence{Image: name.MustParseReference("example.com/a@sha256:" + sixtyFour).(name.Digest)}
 	for _, k := range []string{"a", "b", "c"} {
@@ -170,3 +170,36 @@ func TestCacheBounded(t *testing.T) {
 }
 
 const sixtyFour = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// Attestation passes carry bodies: the cache is bounded in bytes, evicting
+// the least recently used, and always keeps the newest entry.
+func TestCacheBoundedInBytes(t *testing.T) {
+	const mib = 1 << 20
+	c := newCache[*AttestationEvidence](100, 3*mib+mib/2, time.Hour, time.Minute, time.Second, time.Minute)
+	now := time.Now()
+	body := make([]byte, mib)
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		c.store(k, now, &AttestationEvidence{Attestations: []Attestation{{Statement: body}}}, nil)
+	}
+	if c.len() != 3 || c.size() > 3*mib+mib/2 || c.size() < 3*mib {
+		t.Fatalf("cache holds %d entries, %d bytes; want 3 entries within the bound", c.len(), c.size())
+	}
+	for k, kept := range map[string]bool{"a": false, "b": false, "c": true, "d": true, "e": true} {
+		if _, _, ok := c.lookup(k, now, false); ok != kept {
+			t.Errorf("entry %s kept = %v, want %v", k, ok, kept)
+		}
+	}
+	// A verdict failure in place of a pass gives its bytes back.
+	c.store("e", now, nil, failure(ReasonNoAttestations, "no attestations found"))
+	if c.size() >= 3*mib {
+		t.Errorf("after a pass turned into a failure the cache still counts %d bytes", c.size())
+	}
+	// An entry larger than the bound alone is kept (its callers read it).
+	huge := &AttestationEvidence{Attestations: []Attestation{{Statement: make([]byte, 4*mib)}}}
+	if got := c.store("huge", now, huge, nil); got == nil {
+		t.Fatal("store returned no evidence")
+	}
+	if _, _, ok := c.lookup("huge", now, false); !ok || c.len() != 1 {
+		t.Errorf("after an oversized entry: %d entries, huge kept %v", c.len(), ok)
+	}
+}

@@ -10,6 +10,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
+// What a verification checks, as policy-controller's messages name it.
+const (
+	checkSignature   = "signature"
+	checkAttestation = "attestation"
+)
+
 // Reason classifies why a verification did not pass. The strings are stable:
 // they label metrics and appear in reports.
 type Reason string
@@ -19,6 +25,8 @@ const (
 	ReasonNoSignatures      Reason = "NoSignatures"
 	ReasonSignatureMismatch Reason = "SignatureMismatch"
 	ReasonIdentityMismatch  Reason = "IdentityMismatch"
+	// ReasonNoAttestations: no attestation, or none of a predicate type asked for.
+	ReasonNoAttestations Reason = "NoAttestations"
 
 	// Errors: no verdict could be reached. Never cached as verdicts.
 	ReasonRegistryUnreachable Reason = "RegistryUnreachable"
@@ -35,7 +43,7 @@ const (
 // failure TTL) rather than an error (retried with back-off).
 func (r Reason) Verdict() bool {
 	switch r {
-	case ReasonNoSignatures, ReasonSignatureMismatch, ReasonIdentityMismatch:
+	case ReasonNoSignatures, ReasonSignatureMismatch, ReasonIdentityMismatch, ReasonNoAttestations:
 		return true
 	}
 	return false
@@ -45,7 +53,9 @@ func (r Reason) Verdict() bool {
 // message follows policy-controller's ("signature key validation failed for
 // authority X for IMAGE: no matching signatures: ...").
 type Error struct {
-	Reason    Reason
+	Reason Reason
+	// Check is what was verified: "signature" (when empty) or "attestation".
+	Check     string
 	Authority string // the authority's name
 	Kind      string // "key" or "keyless"
 	Image     string // the image as judged: repository@digest when resolved
@@ -56,7 +66,11 @@ func (e *Error) Error() string {
 	if e.Authority == "" {
 		return fmt.Sprintf("%s: %v", e.Image, e.Err)
 	}
-	return fmt.Sprintf("signature %s validation failed for authority %s for %s: %v", e.Kind, e.Authority, e.Image, e.Err)
+	check := e.Check
+	if check == "" {
+		check = checkSignature
+	}
+	return fmt.Sprintf("%s %s validation failed for authority %s for %s: %v", check, e.Kind, e.Authority, e.Image, e.Err)
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -1,18 +1,11 @@
 package verify
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,21 +15,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
-	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
-	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
-	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
-	"github.com/sigstore/sigstore-go/pkg/tlog"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	"google.golang.org/protobuf/encoding/protojson"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
 // testRegistry is go-containerregistry's in-memory registry on a loopback
@@ -115,199 +97,55 @@ func (staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 }
 
 // cosignBinary is the real cosign CLI built by `make tools`.
-func cosignBinary(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("COSIGN")
-	if bin == "" {
-		for _, c := range []string{"../../bin/cosign", "/work/main/bin/cosign"} {
-			if _, err := os.Stat(c); err == nil {
-				bin = c
-				break
-			}
-		}
-	}
-	if bin == "" {
-		t.Skip("no cosign binary: run `make tools` (or set COSIGN) to test against signatures written by the real cosign CLI")
-	}
-	abs, err := filepath.Abs(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
+func cosignBinary(t testing.TB) string { return verifytest.FindCosign(t).Bin }
 
 // cosignKey generates a key pair with the real cosign CLI and returns the
 // private key path and the public key PEM.
 func cosignKey(t testing.TB, cosign string) (string, []byte) {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(cosign, "generate-key-pair")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
-	}
-	pub, err := os.ReadFile(filepath.Join(dir, "cosign.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(dir, "cosign.key"), pub
+	return (&verifytest.Cosign{Bin: cosign}).GenerateKey(t)
+}
+
+// testCosign is the cosign CLI logged in to the test registry.
+func testCosign(bin string) *verifytest.Cosign {
+	return &verifytest.Cosign{Bin: bin, Username: testUser, Password: testPassword}
 }
 
 // cosignSign signs d with the real cosign CLI, offline (no transparency
 // log, no signing config). env adds variables (COSIGN_REPOSITORY).
 func cosignSign(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, env ...string) {
 	t.Helper()
-	args := []string{"sign", "--key", key, "--yes", "--tlog-upload=false", "--use-signing-config=false",
-		"--allow-insecure-registry", "--allow-http-registry",
-		"--registry-username", testUser, "--registry-password", testPassword,
-		"--new-bundle-format=" + fmt.Sprint(format == FormatBundle), d.String()}
-	cmd := exec.Command(cosign, args...)
-	cmd.Env = append(append(os.Environ(), "COSIGN_PASSWORD=", "TUF_ROOT="+t.TempDir()), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	testCosign(cosign).Sign(t, key, d, format == FormatBundle, env...)
+}
+
+// cosignAttest attests d with the real cosign CLI, offline: `cosign attest
+// --type typ` with the predicate marshalled to JSON.
+func cosignAttest(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, typ string, predicate any) {
+	t.Helper()
+	testCosign(cosign).Attest(t, key, d, format == FormatBundle, typ, predicate)
 }
 
 // simpleSigningPayload is what cosign signs for an image.
-func simpleSigningPayload(d name.Digest) []byte {
-	return []byte(fmt.Sprintf(`{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`,
-		d.Context().Name(), d.DigestStr()))
-}
+func simpleSigningPayload(d name.Digest) []byte { return verifytest.SimpleSigningPayload(d) }
 
-// signKeylessLegacy signs d with a VirtualSigstore certificate for
-// (subject, issuer) and writes the signature the way cosign lays out a
-// keyless legacy signature: payload layer, certificate, chain and Rekor bundle.
+// signKeylessLegacy signs d keyless in cosign's legacy layout.
 func signKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer string) {
 	t.Helper()
-	payload := simpleSigningPayload(d)
-	e, err := vs.Sign(subject, issuer, payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, _ := e.VerificationContent()
-	sc, _ := e.SignatureContent()
-	entries, _ := e.TlogEntries()
-	certPEM, err := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tle := entries[0].TransparencyLogEntry()
-	rp, set := inclusionPromise(t, vs, tle)
-	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
-	img, err := mutate.Append(empty.Image, mutate.Addendum{
-		Layer: static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
-		Annotations: map[string]string{
-			annotationSignature:   base64.StdEncoding.EncodeToString(sc.Signature()),
-			annotationCertificate: string(certPEM),
-			annotationBundle:      string(rb),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
-	if err := remote.Write(tag, img); err != nil {
-		t.Fatal(err)
-	}
+	verifytest.SignKeylessLegacy(t, vs, d, subject, issuer)
 }
 
-// inclusionPromise is the Rekor payload of a log entry and the VirtualSigstore's
-// signed entry timestamp over it.
-func inclusionPromise(t testing.TB, vs *ca.VirtualSigstore, tle *protorekor.TransparencyLogEntry) (tlog.RekorPayload, []byte) {
-	t.Helper()
-	rp := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.CanonicalizedBody), IntegratedTime: tle.IntegratedTime,
-		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)}
-	set, err := vs.RekorSignPayload(rp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rp, set
-}
-
-// signKeylessBundle attests d with a VirtualSigstore certificate, the way
-// cosign v3 signs: a DSSE envelope of an in-toto statement of type
-// https://sigstore.dev/cosign/sign/v1 in a v0.3 bundle, attached as a referrer.
+// signKeylessBundle attests d keyless as a bundle referrer with an empty
+// predicate (of type cosignSignPredicate: a signature).
 func signKeylessBundle(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer, predicateType string) {
 	t.Helper()
-	statement := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":%q,"digest":{"sha256":%q}}],"predicateType":%q,"predicate":{}}`,
-		d.Context().Name(), strings.TrimPrefix(d.DigestStr(), "sha256:"), predicateType)
-	e, err := vs.AttestAtTime(subject, issuer, []byte(statement), time.Now().Add(5*time.Minute), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, _ := e.VerificationContent()
-	sc, _ := e.SignatureContent()
-	entries, _ := e.TlogEntries()
-	tss, _ := e.Timestamps()
-	env := sc.EnvelopeContent().RawEnvelope()
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
-	tle := entries[0].TransparencyLogEntry()
-	_, set := inclusionPromise(t, vs, tle)
-	tle.KindVersion = &protorekor.KindVersion{Kind: "dsse", Version: "0.0.1"}
-	tle.InclusionPromise = &protorekor.InclusionPromise{SignedEntryTimestamp: set}
-	var ts []*protocommon.RFC3161SignedTimestamp
-	for _, t := range tss {
-		ts = append(ts, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: t})
-	}
-	pb := &protobundle.Bundle{
-		MediaType: bundleMediaType,
-		VerificationMaterial: &protobundle.VerificationMaterial{
-			Content:                   &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: vc.Certificate().Raw}},
-			TlogEntries:               []*protorekor.TransparencyLogEntry{tle},
-			TimestampVerificationData: &protobundle.TimestampVerificationData{Rfc3161Timestamps: ts},
-		},
-		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
-			Payload: payload, PayloadType: env.PayloadType, Signatures: []*protodsse.Signature{{Sig: sig}},
-		}},
-	}
-	raw, err := protojson.Marshal(pb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	attachReferrer(t, d, d.Context(), raw)
+	verifytest.AttestKeylessBundle(t, vs, d, subject, issuer, predicateType, map[string]any{})
 }
 
-// attachReferrer pushes a bundle as an OCI 1.1 referrer of d into repo, as
-// cosign does: an empty config, one bundle layer, artifactType and subject.
+// attachReferrer pushes a bundle as an OCI 1.1 referrer of d into repo.
 func attachReferrer(t testing.TB, d name.Digest, repo name.Repository, bundleJSON []byte, opts ...remote.Option) {
 	t.Helper()
-	subject, err := remote.Head(d, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := static.NewLayer([]byte("{}"), emptyConfigType)
-	layer := static.NewLayer(bundleJSON, bundleMediaType)
-	for _, l := range []v1.Layer{cfg, layer} {
-		if err := remote.WriteLayer(repo, l, opts...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	desc := func(l v1.Layer) map[string]any {
-		dg, _ := l.Digest()
-		sz, _ := l.Size()
-		mt, _ := l.MediaType()
-		return map[string]any{"mediaType": mt, "digest": dg.String(), "size": sz}
-	}
-	m, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2, "mediaType": types.OCIManifestSchema1, "artifactType": bundleMediaType,
-		"config": desc(cfg), "layers": []any{desc(layer)},
-		"subject": map[string]any{"mediaType": subject.MediaType, "digest": subject.Digest.String(), "size": subject.Size},
-	})
-	sum := sha256.Sum256(m)
-	if err := remote.Put(repo.Digest("sha256:"+hex.EncodeToString(sum[:])), rawManifest(m), opts...); err != nil {
-		t.Fatal(err)
-	}
+	verifytest.AttachBundle(t, d, repo, bundleJSON, opts...)
 }
-
-type rawManifest []byte
-
-func (m rawManifest) RawManifest() ([]byte, error)        { return m, nil }
-func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 
 // copySignatures copies the .sig manifest of from to the signature tag of
 // to in repo (with prefix), as a registry-side tamper or a relocation would.

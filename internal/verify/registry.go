@@ -18,10 +18,16 @@ import (
 
 const (
 	// Bounds on what a registry (tenant-controlled) may make us read.
-	maxSignatures   = 64      // layers of a .sig manifest, or referrers considered
-	maxBlobBytes    = 1 << 20 // one signature payload or bundle
-	bundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
-	emptyConfigType = "application/vnd.oci.empty.v1+json"
+	maxSignatures = 64      // layers of a .sig manifest, or referrers considered
+	maxBlobBytes  = 1 << 20 // one signature payload or bundle
+	// One attestation (a DSSE envelope or a bundle): SBOMs of large images
+	// run to a few MiB, and the envelope base64-encodes the statement (4/3).
+	maxAttestationBytes = 8 << 20
+	// All the attestations of one image read in one verification, which is
+	// also about the most one attestation cache entry holds.
+	maxAttestationTotal = 32 << 20
+	bundleMediaType     = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	emptyConfigType     = "application/vnd.oci.empty.v1+json"
 
 	// cosign's layer annotations on a legacy .sig manifest.
 	annotationSignature   = "dev.cosignproject.cosign/signature"
@@ -103,60 +109,80 @@ func (a *Authority) signatureRepository(d name.Digest) name.Repository {
 	return d.Context()
 }
 
-// legacySignature is one layer of a cosign .sig manifest.
+// legacySignature is one layer of a cosign .sig manifest, or (payload a
+// DSSE envelope) of a .att manifest.
 type legacySignature struct {
 	id          string // the layer digest
 	payload     []byte
-	signature   string // base64
+	signature   string // base64; empty in a .att layer, whose envelope holds it
 	certificate string // PEM, keyless only
 	chain       string // PEM
 	rekorBundle string // JSON
 	timestamp   string // JSON
+	err         error  // the layer could not be read within the bounds
 }
+
+// readLimits bound what one verification reads: each blob, and all of them.
+type readLimits struct{ each, total int64 }
+
+var (
+	signatureLimits   = readLimits{each: maxBlobBytes, total: maxSignatures * maxBlobBytes}
+	attestationLimits = readLimits{each: maxAttestationBytes, total: maxAttestationTotal}
+)
 
 // legacySignatures reads the `<prefix>sha256-<hex>.sig` manifest of d.
 func (v *Verifier) legacySignatures(ctx context.Context, a *Authority, d name.Digest, kc authn.Keychain) ([]legacySignature, error) {
+	sigs, err := v.legacyLayers(ctx, a, d, kc, ".sig", signatureLimits, func(l v1.Descriptor) bool {
+		return l.Annotations[annotationSignature] != ""
+	})
+	if err == nil && len(sigs) == 0 {
+		err = failure(ReasonNoSignatures, "no signatures found")
+	}
+	return sigs, err
+}
+
+// legacyLayers reads the layers of d's `<prefix>sha256-<hex><suffix>`
+// manifest that want accepts; none is not an error.
+func (v *Verifier) legacyLayers(ctx context.Context, a *Authority, d name.Digest, kc authn.Keychain, suffix string, lim readLimits, want func(v1.Descriptor) bool) ([]legacySignature, error) {
 	repo := a.signatureRepository(d)
-	tag := repo.Tag(a.tagPrefix + strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+	tag := repo.Tag(a.tagPrefix + strings.Replace(d.DigestStr(), ":", "-", 1) + suffix)
 	opts := v.remoteOptions(ctx, kc)
 	img, err := remote.Image(tag, opts...)
 	if err != nil {
 		if statusOf(err) == http.StatusNotFound {
-			return nil, failure(ReasonNoSignatures, "no signatures found")
+			return nil, nil
 		}
-		return nil, registryFailure(repo.RegistryStr(), "fetch signatures "+tag.String(), err)
+		return nil, registryFailure(repo.RegistryStr(), "fetch "+tag.String(), err)
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, registryFailure(repo.RegistryStr(), "read signature manifest "+tag.String(), err)
+		return nil, registryFailure(repo.RegistryStr(), "read manifest "+tag.String(), err)
 	}
 	if len(m.Layers) > maxSignatures {
-		return nil, failure(ReasonSignatureMismatch, "signature manifest %s has %d layers, more than the %d read", tag, len(m.Layers), maxSignatures)
+		return nil, failure(ReasonSignatureMismatch, "manifest %s has %d layers, more than the %d read", tag, len(m.Layers), maxSignatures)
 	}
 	var sigs []legacySignature
+	read := int64(0)
 	for _, l := range m.Layers {
-		ann := l.Annotations
-		if ann[annotationSignature] == "" {
+		if !want(l) {
 			continue
 		}
-		payload, err := readBlob(repo, l, func() (io.ReadCloser, error) {
+		ann := l.Annotations
+		payload, err := readBlob(repo, l, lim, &read, func() (io.ReadCloser, error) {
 			layer, err := img.LayerByDigest(l.Digest)
 			if err != nil {
 				return nil, err
 			}
 			return layer.Compressed()
 		})
-		if err != nil {
+		if err != nil && !ReasonOf(err).Verdict() {
 			return nil, err
 		}
 		sigs = append(sigs, legacySignature{
 			id: l.Digest.String(), payload: payload, signature: ann[annotationSignature],
 			certificate: ann[annotationCertificate], chain: ann[annotationChain],
-			rekorBundle: ann[annotationBundle], timestamp: ann[annotationTimestamp],
+			rekorBundle: ann[annotationBundle], timestamp: ann[annotationTimestamp], err: err,
 		})
-	}
-	if len(sigs) == 0 {
-		return nil, failure(ReasonNoSignatures, "no signatures found")
 	}
 	return sigs, nil
 }
@@ -165,11 +191,13 @@ func (v *Verifier) legacySignatures(ctx context.Context, a *Authority, d name.Di
 type bundleReferrer struct {
 	id   string // the referrer manifest's digest
 	json []byte
+	err  error // the bundle could not be read within the bounds
 }
 
 // bundles lists the referrers of d (the referrers API, or the tag schema
-// where the registry lacks it) and reads the sigstore bundles among them.
-func (v *Verifier) bundles(ctx context.Context, a *Authority, d name.Digest, kc authn.Keychain) ([]bundleReferrer, error) {
+// where the registry lacks it) and reads the sigstore bundles among them;
+// none is not an error.
+func (v *Verifier) bundles(ctx context.Context, a *Authority, d name.Digest, kc authn.Keychain, lim readLimits) ([]bundleReferrer, error) {
 	repo := a.signatureRepository(d)
 	opts := v.remoteOptions(ctx, kc)
 	idx, err := remote.Referrers(repo.Digest(d.DigestStr()), opts...)
@@ -181,6 +209,7 @@ func (v *Verifier) bundles(ctx context.Context, a *Authority, d name.Digest, kc 
 		return nil, registryFailure(repo.RegistryStr(), "list referrers of "+d.DigestStr(), err)
 	}
 	var out []bundleReferrer
+	read := int64(0)
 	for _, desc := range im.Manifests {
 		// Registries report the manifest's artifactType, or (like
 		// go-containerregistry's) the config media type: look inside those.
@@ -192,23 +221,20 @@ func (v *Verifier) bundles(ctx context.Context, a *Authority, d name.Digest, kc 
 		if len(out) == maxSignatures {
 			break
 		}
-		b, err := v.readBundle(repo.Digest(desc.Digest.String()), opts)
-		if err != nil {
+		b, err := v.readBundle(repo.Digest(desc.Digest.String()), opts, lim, &read)
+		if err != nil && !ReasonOf(err).Verdict() {
 			return nil, err
 		}
-		if b != nil {
-			out = append(out, bundleReferrer{id: desc.Digest.String(), json: b})
+		if b != nil || err != nil {
+			out = append(out, bundleReferrer{id: desc.Digest.String(), json: b, err: err})
 		}
-	}
-	if len(out) == 0 {
-		return nil, failure(ReasonNoSignatures, "no signatures found")
 	}
 	return out, nil
 }
 
 // readBundle returns the bundle a referrer manifest carries, or nil when it
 // carries something else.
-func (v *Verifier) readBundle(ref name.Digest, opts []remote.Option) ([]byte, error) {
+func (v *Verifier) readBundle(ref name.Digest, opts []remote.Option, lim readLimits, read *int64) ([]byte, error) {
 	img, err := remote.Image(ref, opts...)
 	if err != nil {
 		return nil, registryFailure(ref.RegistryStr(), "fetch referrer "+ref.DigestStr(), err)
@@ -228,7 +254,7 @@ func (v *Verifier) readBundle(ref name.Digest, opts []remote.Option) ([]byte, er
 	if m.ArtifactType != bundleMediaType && !strings.HasPrefix(string(l.MediaType), "application/vnd.dev.sigstore.bundle") {
 		return nil, nil
 	}
-	return readBlob(ref.Context(), l, func() (io.ReadCloser, error) {
+	return readBlob(ref.Context(), l, lim, read, func() (io.ReadCloser, error) {
 		layer, err := img.LayerByDigest(l.Digest)
 		if err != nil {
 			return nil, err
@@ -237,23 +263,28 @@ func (v *Verifier) readBundle(ref name.Digest, opts []remote.Option) ([]byte, er
 	})
 }
 
-// readBlob reads one blob of at most maxBlobBytes; go-containerregistry
-// checks its digest as it reads.
-func readBlob(repo name.Repository, d v1.Descriptor, open func() (io.ReadCloser, error)) ([]byte, error) {
-	if d.Size > maxBlobBytes {
-		return nil, failure(ReasonSignatureMismatch, "blob %s is %d bytes, more than the %d read", d.Digest, d.Size, maxBlobBytes)
+// readBlob reads one blob of at most lim.each bytes, counting it in *read,
+// which may not pass lim.total; go-containerregistry checks its digest as it
+// reads. A blob past a bound is a verdict about that blob.
+func readBlob(repo name.Repository, d v1.Descriptor, lim readLimits, read *int64, open func() (io.ReadCloser, error)) ([]byte, error) {
+	if d.Size > lim.each {
+		return nil, failure(ReasonSignatureMismatch, "blob %s is %d bytes, more than the %d read", d.Digest, d.Size, lim.each)
+	}
+	if *read+max(d.Size, 0) > lim.total {
+		return nil, failure(ReasonSignatureMismatch, "blob %s (%d bytes) would pass the %d bytes read for one image", d.Digest, d.Size, lim.total)
 	}
 	rc, err := open()
 	if err != nil {
 		return nil, registryFailure(repo.RegistryStr(), "fetch blob "+d.Digest.String(), err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxBlobBytes+1))
+	b, err := io.ReadAll(io.LimitReader(rc, lim.each+1))
 	if err != nil {
 		return nil, registryFailure(repo.RegistryStr(), "read blob "+d.Digest.String(), err)
 	}
-	if len(b) > maxBlobBytes {
-		return nil, failure(ReasonSignatureMismatch, "blob %s is more than %d bytes", d.Digest, maxBlobBytes)
+	*read += int64(len(b))
+	if int64(len(b)) > lim.each {
+		return nil, failure(ReasonSignatureMismatch, "blob %s is more than %d bytes", d.Digest, lim.each)
 	}
 	return b, nil
 }

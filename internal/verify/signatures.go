@@ -57,7 +57,10 @@ func checkPayload(payload []byte, d name.Digest) error {
 func (a *Authority) verifyLegacy(sigs []legacySignature, d name.Digest) ([]Signature, error) {
 	return anyPasses(sigs, FormatLegacy, func(s legacySignature) (string, Signature, error) {
 		var sig Signature
-		var err error
+		err := s.err
+		if err != nil {
+			return s.id, sig, err
+		}
 		if a.kind == "key" {
 			err = a.verifyLegacyKey(s)
 		} else {
@@ -120,6 +123,16 @@ func (a *Authority) verifyLegacyKeyless(s legacySignature) (Signature, error) {
 }
 
 func (a *Authority) verifyKeyless(e sgverify.SignedEntity, artifact sgverify.ArtifactPolicyOption) (Signature, error) {
+	sig, res, err := a.verifyKeylessEntity(e, artifact)
+	if err == nil {
+		err = checkStatement(res)
+	}
+	return sig, err
+}
+
+// verifyKeylessEntity verifies a signed entity (a signature or an
+// attestation) against the trust root and the identities.
+func (a *Authority) verifyKeylessEntity(e sgverify.SignedEntity, artifact sgverify.ArtifactPolicyOption) (Signature, *sgverify.VerificationResult, error) {
 	opts := make([]sgverify.PolicyOption, len(a.identities))
 	for i, id := range a.identities {
 		opts[i] = sgverify.WithCertificateIdentity(id)
@@ -128,18 +141,15 @@ func (a *Authority) verifyKeyless(e sgverify.SignedEntity, artifact sgverify.Art
 	if err != nil {
 		var nomatch *sgverify.ErrNoMatchingCertificateIdentity
 		if errors.As(err, &nomatch) {
-			return Signature{}, identityMismatch(e)
+			return Signature{}, nil, identityMismatch(e)
 		}
-		return Signature{}, err
-	}
-	if err := checkStatement(res); err != nil {
-		return Signature{}, err
+		return Signature{}, nil, err
 	}
 	sig := Signature{}
 	if c := res.Signature.Certificate; c != nil {
 		sig.Subject, sig.Issuer = c.SubjectAlternativeName, c.Extensions.Issuer
 	}
-	return sig, nil
+	return sig, res, nil
 }
 
 // identityMismatch is cosign's message for a certificate no identity matches.
@@ -156,35 +166,56 @@ func identityMismatch(e sgverify.SignedEntity) error {
 
 // verifyBundles checks sigstore bundles; any one that verifies suffices.
 func (a *Authority) verifyBundles(refs []bundleReferrer, d name.Digest) ([]Signature, error) {
-	digest, err := hex.DecodeString(d.DigestStr()[len("sha256:"):])
+	artifact, err := imageArtifact(d)
 	if err != nil {
 		return nil, err
 	}
-	artifact := sgverify.WithArtifactDigest("sha256", digest)
 	return anyPasses(refs, FormatBundle, func(r bundleReferrer) (string, Signature, error) {
-		var b bundle.Bundle
-		if err := b.UnmarshalJSON(r.json); err != nil {
-			return r.id, Signature{}, fmt.Errorf("referrer %s: %w", r.id, err)
+		sig, res, err := a.verifyBundle(r, artifact)
+		if err == nil {
+			err = checkStatement(res)
 		}
-		if a.kind == "key" {
-			return r.id, Signature{}, a.verifyBundleKey(&b, artifact)
-		}
-		sig, err := a.verifyKeyless(&b, artifact)
 		return r.id, sig, err
 	})
 }
 
+// verifyBundle parses and verifies one referrer's bundle, a signature or an
+// attestation, with the authority's keys or trust root.
+func (a *Authority) verifyBundle(r bundleReferrer, artifact sgverify.ArtifactPolicyOption) (Signature, *sgverify.VerificationResult, error) {
+	if r.err != nil {
+		return Signature{}, nil, r.err
+	}
+	var b bundle.Bundle
+	if err := b.UnmarshalJSON(r.json); err != nil {
+		return Signature{}, nil, fmt.Errorf("referrer %s: %w", r.id, err)
+	}
+	if a.kind == "key" {
+		res, err := a.verifyBundleKey(&b, artifact)
+		return Signature{}, res, err
+	}
+	return a.verifyKeylessEntity(&b, artifact)
+}
+
+// imageArtifact: what a bundle must be about, the image's digest.
+func imageArtifact(d name.Digest) (sgverify.ArtifactPolicyOption, error) {
+	digest, err := hex.DecodeString(strings.TrimPrefix(d.DigestStr(), "sha256:"))
+	if err != nil {
+		return nil, err
+	}
+	return sgverify.WithArtifactDigest("sha256", digest), nil
+}
+
 // verifyBundleKey verifies a key-signed bundle offline against each key.
-func (a *Authority) verifyBundleKey(b *bundle.Bundle, artifact sgverify.ArtifactPolicyOption) error {
+func (a *Authority) verifyBundleKey(b *bundle.Bundle, artifact sgverify.ArtifactPolicyOption) (*sgverify.VerificationResult, error) {
 	var last error
 	for _, v := range a.keyVerifiers {
 		res, err := v.Verify(b, sgverify.NewPolicy(artifact, sgverify.WithKey()))
 		if err == nil {
-			return checkStatement(res)
+			return res, nil
 		}
 		last = err
 	}
-	return last
+	return nil, last
 }
 
 // checkStatement rejects DSSE bundles that are attestations, not signatures.
@@ -219,24 +250,39 @@ func (f *failures) add(err error) {
 
 // err is "no matching signatures: ..."; the reason is an identity mismatch
 // only when every signature verified but named the wrong signer.
-func (f *failures) err() error {
+func (f *failures) err() error { return f.errAbout("signatures") }
+
+// errAbout is err for signatures or attestations.
+func (f *failures) errAbout(what string) error {
 	reason := ReasonSignatureMismatch
 	if f.identity && !f.crypto {
 		reason = ReasonIdentityMismatch
 	}
-	return &classified{reason: reason, err: fmt.Errorf("no matching signatures: %s", strings.Join(f.msgs, "\n "))}
+	return &classified{reason: reason, err: fmt.Errorf("no matching %s: %s", what, strings.Join(f.msgs, "\n "))}
 }
 
 // legacyEntity is a cosign .sig layer seen as a sigstore-go SignedEntity.
 type legacyEntity struct {
 	cert          *x509.Certificate
 	intermediates []*x509.Certificate
-	message       *bundle.MessageSignature
+	content       sgverify.SignatureContent
 	entries       []*tlog.Entry
 	timestamps    [][]byte
 }
 
 func newLegacyEntity(s legacySignature) (*legacyEntity, error) {
+	raw, err := base64.StdEncoding.DecodeString(s.signature)
+	if err != nil {
+		return nil, fmt.Errorf("signature is not base64: %w", err)
+	}
+	sum := sha256.Sum256(s.payload)
+	return newLegacyEntityWith(s, bundle.NewMessageSignature(sum[:], "SHA2_256", raw))
+}
+
+// newLegacyEntityWith reads a layer's certificate, chain, Rekor bundle and
+// timestamp annotations around the signed content (a message signature of
+// a .sig layer, the DSSE envelope of a .att layer).
+func newLegacyEntityWith(s legacySignature, content sgverify.SignatureContent) (*legacyEntity, error) {
 	certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(s.certificate))
 	if err != nil || len(certs) == 0 {
 		return nil, fmt.Errorf("signature certificate is not PEM: %v", err)
@@ -253,12 +299,7 @@ func newLegacyEntity(s legacySignature) (*legacyEntity, error) {
 			}
 		}
 	}
-	raw, err := base64.StdEncoding.DecodeString(s.signature)
-	if err != nil {
-		return nil, fmt.Errorf("signature is not base64: %w", err)
-	}
-	sum := sha256.Sum256(s.payload)
-	e.message = bundle.NewMessageSignature(sum[:], "SHA2_256", raw)
+	e.content = content
 	if s.rekorBundle != "" {
 		entry, err := parseRekorBundle(s.rekorBundle)
 		if err != nil {
@@ -312,7 +353,7 @@ func (e *legacyEntity) HasInclusionProof() bool   { return false }
 func (e *legacyEntity) VerificationContent() (sgverify.VerificationContent, error) {
 	return &legacyCertificate{VerificationContent: bundle.NewCertificate(e.cert), intermediates: e.intermediates}, nil
 }
-func (e *legacyEntity) SignatureContent() (sgverify.SignatureContent, error) { return e.message, nil }
+func (e *legacyEntity) SignatureContent() (sgverify.SignatureContent, error) { return e.content, nil }
 func (e *legacyEntity) Timestamps() ([][]byte, error)                        { return e.timestamps, nil }
 func (e *legacyEntity) TlogEntries() ([]*tlog.Entry, error)                  { return e.entries, nil }
 

@@ -20,7 +20,10 @@ type Options struct {
 	ErrorBackoff    time.Duration // first wait after an error [1s], doubling
 	MaxErrorBackoff time.Duration // longest wait after errors [1m]
 	CacheSize       int           // entries kept, least recently used evicted [10000]
-	Timeout         time.Duration // one verification, all its registry requests [30s]
+	// AttestationCacheBytes bounds the verified attestation statements
+	// kept (SBOMs can be megabytes each), least recently used evicted [256 MiB].
+	AttestationCacheBytes int64
+	Timeout               time.Duration // one verification, all its registry requests [30s]
 
 	GlobalQPS     float64 // registry requests per second, all registries [50]
 	GlobalBurst   int     // [100]
@@ -48,6 +51,9 @@ func (o Options) withDefaults() Options {
 	def(&o.Timeout, 30*time.Second)
 	if o.CacheSize <= 0 {
 		o.CacheSize = 10000
+	}
+	if o.AttestationCacheBytes <= 0 {
+		o.AttestationCacheBytes = 256 << 20
 	}
 	if o.GlobalQPS <= 0 {
 		o.GlobalQPS, o.GlobalBurst = 50, max(o.GlobalBurst, 100)
@@ -81,8 +87,11 @@ func (o Options) withDefaults() Options {
 type Verifier struct {
 	opts      Options
 	transport http.RoundTripper
-	cache     *cache
-	flights   singleflight.Group
+	cache     *cache[*Evidence]
+	// attestations holds verified statements, bounded in bytes too.
+	attestations *cache[*AttestationEvidence]
+	configs      *cache[*ConfigFiles]
+	flights      singleflight.Group
 }
 
 // New returns a Verifier.
@@ -96,7 +105,9 @@ func New(o Options) *Verifier {
 			now:      o.Now,
 			observer: o.Observer,
 		},
-		cache: newCache(o.CacheSize, o.PassTTL, o.FailTTL, o.ErrorBackoff, o.MaxErrorBackoff),
+		cache:        newCache[*Evidence](o.CacheSize, 0, o.PassTTL, o.FailTTL, o.ErrorBackoff, o.MaxErrorBackoff),
+		attestations: newCache[*AttestationEvidence](o.CacheSize, o.AttestationCacheBytes, o.PassTTL, o.FailTTL, o.ErrorBackoff, o.MaxErrorBackoff),
+		configs:      newCache[*ConfigFiles](o.CacheSize, maxConfigCacheBytes, o.PassTTL, o.FailTTL, o.ErrorBackoff, o.MaxErrorBackoff),
 	}
 }
 
@@ -132,20 +143,49 @@ type Evidence struct {
 // authority. It returns evidence, or an *Error whose Reason says whether
 // it is a verified failure (Reason.Verdict) or an error.
 func (v *Verifier) Verify(ctx context.Context, a *Authority, req Request) (*Evidence, error) {
+	return verifyCached(ctx, v, v.cache, checkSignature, a, req, v.verify)
+}
+
+// Evidence's cache behaviour.
+func (e *Evidence) stamped(now, expires time.Time) *Evidence {
+	c := *e
+	c.VerifiedAt, c.ExpiresAt = now, expires
+	return &c
+}
+
+func (e *Evidence) asCached() *Evidence {
+	c := *e
+	c.Cached = true
+	return &c
+}
+
+// size: a pass holds a few short strings per signature.
+func (e *Evidence) size() int64 { return int64(256 + 128*len(e.Signatures)) }
+
+// verifyCached is the flow every check shares: resolve the image to its
+// digest, answer from c when it can, otherwise run work once for all the
+// callers asking the same (singleflight) under its own deadline, and cache
+// the outcome. check names what was checked in errors.
+func verifyCached[T verdict[T]](ctx context.Context, v *Verifier, c *cache[T], check string, a *Authority, req Request,
+	work func(context.Context, *Authority, name.Digest, Request) (T, error)) (T, error) {
+	var none T
 	d, err := v.Resolve(ctx, req.Image, req.Keychain, req.Lane)
 	if err != nil {
 		var ve *Error
 		if errors.As(err, &ve) {
-			ve.Authority, ve.Kind = a.name, a.kind
+			ve.Authority, ve.Kind, ve.Check = a.name, a.kind, check
 		}
-		return nil, err
+		return none, err
 	}
 	key := d.String() + "|" + a.fingerprint
-	if ev, err, ok := v.cache.lookup(key, v.opts.Now(), req.Refresh); ok {
+	if ev, err, ok := c.lookup(key, v.opts.Now(), req.Refresh); ok {
 		v.opts.Observer.CacheLookup(true)
-		return cachedCopy(ev), v.wrap(a, d, err)
+		if ev != none {
+			ev = ev.asCached()
+		}
+		return ev, v.wrap(check, a, d, err)
 	}
-	flight := key
+	flight := check + "|" + key
 	if req.Refresh {
 		flight += "|refresh"
 	}
@@ -155,38 +195,29 @@ func (v *Verifier) Verify(ctx context.Context, a *Authority, req Request) (*Evid
 		fctx, cancel := context.WithTimeout(WithLane(context.WithoutCancel(ctx), req.Lane), v.opts.Timeout)
 		defer cancel()
 		start := time.Now()
-		ev, err := v.verify(fctx, a, d, req)
+		ev, err := work(fctx, a, d, req)
 		outcome := "pass"
 		if err != nil {
 			outcome = string(ReasonOf(err))
 		}
 		v.opts.Observer.Verified(outcome, time.Since(start))
-		return v.cache.store(key, v.opts.Now(), ev, err), err
+		return c.store(key, v.opts.Now(), ev, err), err
 	})
 	v.opts.Observer.CacheLookup(false) // after joining the flight: tests wait on it
 	select {
 	case r := <-ch:
-		ev, _ := r.Val.(*Evidence)
+		ev, _ := r.Val.(T)
 		if r.Err != nil {
-			ev = nil
+			ev = none
 		}
-		return ev, v.wrap(a, d, r.Err)
+		return ev, v.wrap(check, a, d, r.Err)
 	case <-ctx.Done():
-		return nil, v.wrap(a, d, &classified{reason: ReasonTimeout, err: fmt.Errorf("verification did not finish in time: %w", ctx.Err())})
+		return none, v.wrap(check, a, d, &classified{reason: ReasonTimeout, err: fmt.Errorf("verification did not finish in time: %w", ctx.Err())})
 	}
-}
-
-func cachedCopy(ev *Evidence) *Evidence {
-	if ev == nil {
-		return nil
-	}
-	c := *ev
-	c.Cached = true
-	return &c
 }
 
 // wrap names the authority and the image in an error.
-func (v *Verifier) wrap(a *Authority, d name.Digest, err error) error {
+func (v *Verifier) wrap(check string, a *Authority, d name.Digest, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -194,23 +225,23 @@ func (v *Verifier) wrap(a *Authority, d name.Digest, err error) error {
 	if errors.As(err, &ve) {
 		return err
 	}
-	return &Error{Reason: ReasonOf(err), Authority: a.name, Kind: a.kind, Image: d.String(), Err: err}
+	return &Error{Reason: ReasonOf(err), Check: check, Authority: a.name, Kind: a.kind, Image: d.String(), Err: err}
 }
 
 // verify does the registry work and the cryptography of one verification.
 func (v *Verifier) verify(ctx context.Context, a *Authority, d name.Digest, req Request) (*Evidence, error) {
-	if a.kind == "keyless" && a.keyless == nil {
-		return nil, failure(ReasonMissingTrustRoot, "no trust root is available for keyless verification")
+	if err := a.checkTrustRoot(); err != nil {
+		return nil, err
 	}
-	kc := req.Keychain
-	if a.source != nil && req.SignatureKeychain != nil {
-		kc = req.SignatureKeychain
-	}
+	kc := a.keychain(req)
 	var sigs []Signature
 	var err error
 	if a.format == FormatBundle {
 		var refs []bundleReferrer
-		if refs, err = v.bundles(ctx, a, d, kc); err == nil {
+		if refs, err = v.bundles(ctx, a, d, kc, signatureLimits); err == nil && len(refs) == 0 {
+			err = failure(ReasonNoSignatures, "no signatures found")
+		}
+		if err == nil {
 			sigs, err = a.verifyBundles(refs, d)
 		}
 	} else {
@@ -223,4 +254,20 @@ func (v *Verifier) verify(ctx context.Context, a *Authority, d name.Digest, req 
 		return nil, err
 	}
 	return &Evidence{Authority: a.name, Image: d, Signatures: sigs}, nil
+}
+
+// keychain is the credentials for the authority's signature repository.
+func (a *Authority) keychain(req Request) authn.Keychain {
+	if a.source != nil && req.SignatureKeychain != nil {
+		return req.SignatureKeychain
+	}
+	return req.Keychain
+}
+
+// checkTrustRoot: a keyless authority without a root cannot verify anything.
+func (a *Authority) checkTrustRoot() error {
+	if a.kind == "keyless" && a.keyless == nil {
+		return failure(ReasonMissingTrustRoot, "no trust root is available for keyless verification")
+	}
+	return nil
 }
