@@ -316,8 +316,8 @@ func startScale(b *testing.B) *scale {
 	// beside it (see neighbour).
 	installFlowControl(b, s.c)
 	asVigil := *cluster
-	asVigil.Kubeconfig = cluster.userKubeconfig(b, "system:serviceaccount:vigil-system:vigil", "system:serviceaccounts", "system:serviceaccounts:vigil-system")
-	grantClusterAdmin(b, s.c, "system:serviceaccount:vigil-system:vigil")
+	asVigil.Kubeconfig = cluster.userKubeconfig(b, "system:serviceaccount:vigil-system:vigil-controller", "system:serviceaccounts", "system:serviceaccounts:vigil-system")
+	grantClusterAdmin(b, s.c, "system:serviceaccount:vigil-system:vigil-controller")
 	cm := cluster.userKubeconfig(b, "system:kube-controller-manager")
 	grantClusterAdmin(b, s.c, "system:kube-controller-manager")
 	cluster.namespace(b, "neighbour", false)
