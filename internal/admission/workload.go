@@ -143,14 +143,18 @@ func warningLines(warnings []string) []string {
 // waitSynced waits, at most syncWait, for the policies at start-up; once
 // they are loaded it costs no timer.
 func (v *WorkloadValidator) waitSynced(ctx context.Context) error {
+	return waitSynced(ctx, v.Policies)
+}
+
+func waitSynced(ctx context.Context, policies *policystore.Store) error {
 	select {
-	case <-v.Policies.Synced():
+	case <-policies.Synced():
 		return nil
 	default:
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, syncWait)
 	defer cancel()
-	return v.Policies.WaitSynced(waitCtx)
+	return policies.WaitSynced(waitCtx)
 }
 
 // skipRequest tells the requests policy-controller lets through unjudged:
