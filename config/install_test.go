@@ -54,11 +54,13 @@ var defaultObjects = []objectKey{
 	{"Service", manager.DefaultNamespace, manager.DefaultServiceName},
 	{"Secret", manager.DefaultNamespace, manager.DefaultCertSecretName},
 	{"ValidatingWebhookConfiguration", "", manager.DefaultWebhookConfigName},
+	{"MutatingWebhookConfiguration", "", manager.DefaultMutatingWebhookConfigName},
 }
 
 // What the overlay beside policy-controller leaves out of config/default.
 var webhookObjects = []objectKey{
 	{"ValidatingWebhookConfiguration", "", manager.DefaultWebhookConfigName},
+	{"MutatingWebhookConfiguration", "", manager.DefaultMutatingWebhookConfigName},
 	{"Service", manager.DefaultNamespace, manager.DefaultServiceName},
 	{"Secret", manager.DefaultNamespace, manager.DefaultCertSecretName},
 }
@@ -392,7 +394,7 @@ func TestHelmChartValues(t *testing.T) {
 		"--set", "webhook.name=vigil.example.com")
 	for _, o := range objs {
 		k := keyOf(o)
-		if k.Kind == "CustomResourceDefinition" || strings.HasPrefix(k.Kind, "Cluster") || k.Kind == "ValidatingWebhookConfiguration" {
+		if k.Kind == "CustomResourceDefinition" || strings.HasPrefix(k.Kind, "Cluster") || strings.HasSuffix(k.Kind, "WebhookConfiguration") {
 			continue
 		}
 		if k.Namespace != ns {

@@ -43,9 +43,12 @@ const (
 	DefaultNamespace         = "vigil-system"
 	DefaultWebhookName       = "policy.sigstore.dev"
 	DefaultWebhookConfigName = "vigil-validating-webhook-configuration"
-	DefaultCertSecretName    = "vigil-webhook-server-cert" // #nosec G101 -- the name of a Secret, not a credential
-	DefaultServiceName       = "vigil-webhook-service"
-	DefaultLeaderElectionID  = "vigil.policy.sigstore.dev"
+	// DefaultMutatingWebhookConfigName is the digest-pinning webhook's
+	// configuration (--pin-digests).
+	DefaultMutatingWebhookConfigName = "vigil-mutating-webhook-configuration"
+	DefaultCertSecretName            = "vigil-webhook-server-cert" // #nosec G101 -- the name of a Secret, not a credential
+	DefaultServiceName               = "vigil-webhook-service"
+	DefaultLeaderElectionID          = "vigil.policy.sigstore.dev"
 )
 
 // Leader-election timing defaults (controller-runtime's own).
@@ -65,6 +68,13 @@ const (
 // take no resourceNames) but writes Vigil's own only (DefaultWebhookConfigName):
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=update;patch,resourceNames=vigil-validating-webhook-configuration
+// The same for the digest-pinning webhook's configuration (--pin-digests):
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=update;patch,resourceNames=vigil-mutating-webhook-configuration
+// Registry credentials of the pods judged, read as a kubelet reads them
+// (authn/kubernetes): their service accounts' and their imagePullSecrets.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // The report API's rules are in ClusterRole vigil-manager-reports, generated
 // from internal/manager/reportrbac for the API in use.
 // The metrics endpoint authenticates and authorizes each scrape:
@@ -115,6 +125,10 @@ type Options struct {
 	// WebhookConfigName is the ValidatingWebhookConfiguration whose caBundle
 	// cert-controller keeps current.
 	WebhookConfigName string
+	// MutatingWebhookConfigName is the digest-pinning webhook's
+	// MutatingWebhookConfiguration, kept current the same way when
+	// Verification.PinDigests; empty is DefaultMutatingWebhookConfigName.
+	MutatingWebhookConfigName string
 
 	// PolicyTimeout bounds the evaluation of each policy for one object, in
 	// the webhook and the reconcilers alike; past it the result is error.
@@ -309,7 +323,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		CAOrganization: "vigil",
 		DNSName:        opts.CertDNSName,
 		IsReady:        m.CertsReady,
-		Webhooks:       []rotator.WebhookInfo{{Name: opts.WebhookConfigName, Type: rotator.Validating}},
+		Webhooks:       webhookConfigs(opts),
 		// Every replica serves the webhook, so every replica needs the certificate.
 		RequireLeaderElection: false,
 	}); err != nil {
@@ -319,6 +333,11 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Settings, PolicyTimeout: opts.PolicyTimeout,
 			Verifier: m.Verifier, Keychains: m.Keychains},
 	})
+	if opts.Verification.PinDigests {
+		m.Webhook.Register(admission.PinPath, &webhook.Admission{
+			Handler: &admission.DigestPinner{Policies: m.Policies, Resolver: m.Verifier, Keychains: m.Keychains},
+		})
+	}
 	m.Webhook.Register(admission.PolicyPath, &webhook.Admission{
 		Handler: &admission.PolicyValidator{Compiler: policy.Compiler{SystemNamespace: opts.Namespace}},
 	})
@@ -344,6 +363,20 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// webhookConfigs are the webhook configurations whose caBundle
+// cert-controller keeps current.
+func webhookConfigs(opts Options) []rotator.WebhookInfo {
+	configs := []rotator.WebhookInfo{{Name: opts.WebhookConfigName, Type: rotator.Validating}}
+	if opts.Verification.PinDigests {
+		name := opts.MutatingWebhookConfigName
+		if name == "" {
+			name = DefaultMutatingWebhookConfigName
+		}
+		configs = append(configs, rotator.WebhookInfo{Name: name, Type: rotator.Mutating})
+	}
+	return configs
 }
 
 // newVerifier is the process's one signature verifier, reporting to
