@@ -133,3 +133,19 @@ func TestPodVerification(t *testing.T) {
 		t.Errorf("filling the verification read the API server %d times; credentials must wait for a registry", n)
 	}
 }
+
+// The digests of a pod are read at every judgement of the verify path.
+func BenchmarkRunningDigests(b *testing.B) {
+	pod := &corev1.Pod{}
+	for i := range 10 {
+		name := "c" + string(rune('a'+i))
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: name, Image: "ghcr.io/acme/" + name + ":v1"})
+		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, corev1.ContainerStatus{Name: name, ImageID: "ghcr.io/acme/" + name + "@" + digestA})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(runningDigests(pod)) != 10 {
+			b.Fatal("digests missing")
+		}
+	}
+}

@@ -70,3 +70,15 @@ func TestVerificationObserverOutcomes(t *testing.T) {
 		t.Error("vigil_verification_duration_seconds has no series after verifications")
 	}
 }
+
+// Every registry request of the verifier goes through RegistryRequest,
+// from all verifications at once.
+func BenchmarkRegistryRequest(b *testing.B) {
+	o := NewVerificationObserver()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			o.RegistryRequest("ghcr.io", 200)
+		}
+	})
+}
