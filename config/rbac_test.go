@@ -63,6 +63,8 @@ var expectedClusterGrants = slices.Concat(
 	// The verify path judges running pods, and namespaces say which are opted in.
 	grants("", []string{"pods", "namespaces"}, readVerbs...),
 	grants("policy.sigstore.dev", []string{"clusterimagepolicies"}, readVerbs...),
+	// The trust roots keyless authorities name.
+	grants("policy.sigstore.dev", []string{"trustroots"}, readVerbs...),
 	grants("policy.sigstore.dev", []string{"clusterimagepolicies/status"}, "get", "patch", "update"),
 	grants("events.k8s.io", []string{"events"}, "create", "patch"),
 	// cert-controller keeps the caBundle of Vigil's webhook configuration,
