@@ -54,11 +54,13 @@ var defaultObjects = []objectKey{
 	{"Service", manager.DefaultNamespace, manager.DefaultServiceName},
 	{"Secret", manager.DefaultNamespace, manager.DefaultCertSecretName},
 	{"ValidatingWebhookConfiguration", "", manager.DefaultWebhookConfigName},
+	{"MutatingWebhookConfiguration", "", manager.DefaultMutatingWebhookConfigName},
 }
 
 // What the overlay beside policy-controller leaves out of config/default.
 var webhookObjects = []objectKey{
 	{"ValidatingWebhookConfiguration", "", manager.DefaultWebhookConfigName},
+	{"MutatingWebhookConfiguration", "", manager.DefaultMutatingWebhookConfigName},
 	{"Service", manager.DefaultNamespace, manager.DefaultServiceName},
 	{"Secret", manager.DefaultNamespace, manager.DefaultCertSecretName},
 }
@@ -392,7 +394,7 @@ func TestHelmChartValues(t *testing.T) {
 		"--set", "webhook.name=vigil.example.com")
 	for _, o := range objs {
 		k := keyOf(o)
-		if k.Kind == "CustomResourceDefinition" || strings.HasPrefix(k.Kind, "Cluster") || k.Kind == "ValidatingWebhookConfiguration" {
+		if k.Kind == "CustomResourceDefinition" || strings.HasPrefix(k.Kind, "Cluster") || strings.HasSuffix(k.Kind, "WebhookConfiguration") {
 			continue
 		}
 		if k.Namespace != ns {
@@ -819,4 +821,27 @@ func container(t *testing.T, dep map[string]any) map[string]any {
 	}
 	c, _ := cs[0].(map[string]any)
 	return c
+}
+
+// webhook.pinDigests=false leaves the digest-pinning webhook out and tells
+// the manager not to serve it; the default installs and serves it.
+func TestHelmChartPinDigests(t *testing.T) {
+	testenv.Integration(t)
+	mutating := objectKey{"MutatingWebhookConfiguration", "", manager.DefaultMutatingWebhookConfigName}
+	for _, tc := range []struct {
+		flags []string
+		pin   bool
+	}{
+		{nil, true},
+		{[]string{"--set", "webhook.pinDigests=false"}, false},
+	} {
+		m := byKey(helmTemplate(t, tc.flags...))
+		if _, ok := m[mutating]; ok != tc.pin {
+			t.Errorf("%v: MutatingWebhookConfiguration rendered = %v, want %v", tc.flags, ok, tc.pin)
+		}
+		args := stringSlice(container(t, m[objectKey{"Deployment", manager.DefaultNamespace, "vigil-controller"}])["args"])
+		if slices.Contains(args, "--pin-digests=false") == tc.pin {
+			t.Errorf("%v: manager args %q; --pin-digests=false should be there only when pinning is off", tc.flags, args)
+		}
+	}
 }

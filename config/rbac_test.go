@@ -63,16 +63,30 @@ var expectedClusterGrants = slices.Concat(
 	// The verify path judges running pods, and namespaces say which are opted in.
 	grants("", []string{"pods", "namespaces"}, readVerbs...),
 	grants("policy.sigstore.dev", []string{"clusterimagepolicies"}, readVerbs...),
+	// The trust roots keyless authorities name.
+	grants("policy.sigstore.dev", []string{"trustroots"}, readVerbs...),
 	grants("policy.sigstore.dev", []string{"clusterimagepolicies/status"}, "get", "patch", "update"),
 	grants("events.k8s.io", []string{"events"}, "create", "patch"),
 	// cert-controller keeps the caBundle of Vigil's webhook configuration,
 	// and may write no other (list and watch take no resourceNames).
 	grants("admissionregistration.k8s.io", []string{"validatingwebhookconfigurations"}, "get", "list", "watch"),
 	namedGrants("admissionregistration.k8s.io", []string{"validatingwebhookconfigurations"}, []string{manager.DefaultWebhookConfigName}, "update", "patch"),
+	// The same for the digest-pinning webhook's configuration.
+	grants("admissionregistration.k8s.io", []string{"mutatingwebhookconfigurations"}, "get", "list", "watch"),
+	namedGrants("admissionregistration.k8s.io", []string{"mutatingwebhookconfigurations"}, []string{manager.DefaultMutatingWebhookConfigName}, "update", "patch"),
+	// Signature verification pulls with the pod's credentials, as the
+	// kubelet does (authn/kubernetes): its service account and the Secrets
+	// it names, by name. get only: no Secret can be listed or watched.
+	grants("", []string{"serviceaccounts"}, "get"),
+	podPullSecrets,
 	// The metrics endpoint authenticates and authorizes each scrape.
 	grants("authentication.k8s.io", []string{"tokenreviews"}, "create"),
 	grants("authorization.k8s.io", []string{"subjectaccessreviews"}, "create"),
 )
+
+// podPullSecrets is the one cluster-wide grant on Secrets: get by name, for
+// the pull secrets of the pods whose signatures are verified.
+var podPullSecrets = []grant{{"", "secrets", "get", ""}}
 
 // reportGrants is everything ClusterRole vigil-manager-reports grants, by the
 // file controller-gen generates it into: the reports of one API, the one in use.
@@ -171,9 +185,10 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	}
 	compareGrants(t, "Role vigil-manager-role in "+ns, namespaced, expectedNamespaceGrants, nil)
 
-	// Secrets and ConfigMaps are never granted cluster-wide.
+	// Secrets and ConfigMaps are never granted cluster-wide, but for reading
+	// a pod's pull secrets by name.
 	for _, g := range cluster {
-		if g.group == "" && (g.resource == "secrets" || g.resource == "configmaps") {
+		if g.group == "" && (g.resource == "secrets" || g.resource == "configmaps") && !slices.Contains(podPullSecrets, g) {
 			t.Errorf("the ClusterRole grants %s: Secrets and ConfigMaps are only for Vigil's namespace", g)
 		}
 	}

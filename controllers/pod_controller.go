@@ -98,7 +98,9 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	r.announce(pod, plan.Transitions)
 	r.count(req.NamespacedName, d, plan.Transitions)
-	return ctrl.Result{}, nil
+	// A verdict of the verifier expires, or an error is retried: judge the
+	// pod again then, although nothing in the cluster changed.
+	return ctrl.Result{RequeueAfter: recheckAfter(d.RecheckAt, r.now())}, nil
 }
 
 // fetch returns the pod if it gets a report, nil if not: it is gone,
@@ -148,7 +150,10 @@ func (r *PodReconciler) decide(ctx context.Context, pod *corev1.Pod, trigger str
 	if err != nil {
 		return policy.Decision{}, err
 	}
-	d := r.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: r.Settings.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout, Observer: metrics.EvaluationObserver{}})
+	d := r.Policies.Set().Decide(ctx, obj, policy.Options{
+		NoMatchPolicy: r.Settings.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout, Observer: metrics.EvaluationObserver{},
+		Verification: r.verification(ctx, pod),
+	})
 	metrics.LastEvaluation.SetToCurrentTime()
 	for _, res := range d.Results {
 		metrics.Evaluations.WithLabelValues(trigger, res.Result).Inc()

@@ -30,6 +30,7 @@ import (
 	"github.com/vigil-dev/vigil/internal/policystore"
 	"github.com/vigil-dev/vigil/internal/report"
 	"github.com/vigil-dev/vigil/internal/settings"
+	"github.com/vigil-dev/vigil/internal/verify"
 )
 
 // Options tune the verify path.
@@ -68,6 +69,11 @@ type Deps struct {
 	Reports report.API
 	// PolicyTimeout bounds each policy's evaluation (policy.Options).
 	PolicyTimeout time.Duration
+	// Verifier verifies signatures, shared with the webhook; nil: key and
+	// keyless authorities give error results.
+	Verifier policy.Verifier
+	// Keychains give the registry credentials of pods; nil: anonymous.
+	Keychains *verify.Keychains
 }
 
 // countsInterval is how often at most a policy's status is written while

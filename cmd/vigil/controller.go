@@ -64,6 +64,22 @@ configuration --webhook-config-name.`,
 					return &exitError{code: exitBadInput, err: err}
 				}
 			}
+			for flag, d := range map[string]time.Duration{
+				"--verification-pass-ttl":    opts.Verification.PassTTL,
+				"--verification-failure-ttl": opts.Verification.FailTTL,
+			} {
+				if d <= 0 {
+					return &exitError{code: exitBadInput, err: fmt.Errorf("%s must be positive, not %s", flag, d)}
+				}
+			}
+			for flag, q := range map[string]float64{
+				"--registry-qps":              opts.Verification.RegistryQPS,
+				"--registry-qps-per-registry": opts.Verification.RegistryQPSPerRegistry,
+			} {
+				if q <= 0 {
+					return &exitError{code: exitBadInput, err: fmt.Errorf("%s must be positive, not %g", flag, q)}
+				}
+			}
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
 			ctrl.SetLogger(manager.QuietCertRotation(zap.New(zap.UseFlagOptions(&zapOpts))))
 			if err := applyMemoryLimit(memoryPercent); err != nil {
@@ -122,6 +138,11 @@ configuration --webhook-config-name.`,
 	f.Float64Var(&verify.EventsPerSecond, "events-per-second", verify.EventsPerSecond, "sustained rate of PolicyViolation and PolicyCompliant events; bursts beyond it are dropped and counted")
 	f.DurationVar(&verify.ResyncPeriod, "resync-period", verify.ResyncPeriod, "how often every pod is judged again although nothing changed; 0 turns it off")
 	f.IntVar(&verify.EventBurst, "event-burst", verify.EventBurst, "events emitted at once before --events-per-second applies")
+	f.DurationVar(&opts.Verification.PassTTL, "verification-pass-ttl", manager.DefaultVerificationPassTTL, "how long a verified signature stands before the image is verified again")
+	f.DurationVar(&opts.Verification.FailTTL, "verification-failure-ttl", manager.DefaultVerificationFailTTL, "how long a verified failure (no signature, wrong key or identity) stands before the image is verified again; errors are retried sooner, with back-off")
+	f.Float64Var(&opts.Verification.RegistryQPS, "registry-qps", manager.DefaultRegistryQPS, "requests per second to all registries together, for signatures and tag resolution; admission goes before the verify path")
+	f.Float64Var(&opts.Verification.RegistryQPSPerRegistry, "registry-qps-per-registry", manager.DefaultRegistryQPSPerRegistry, "requests per second to any one registry")
+	f.BoolVar(&opts.Verification.PinDigests, "pin-digests", true, "pin the images of pods that a policy covers to the digests their tags name, in a mutating webhook, as policy-controller does; a tag that cannot be resolved is denied")
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	zapOpts.BindFlags(logFlags)
 	f.AddGoFlagSet(logFlags)

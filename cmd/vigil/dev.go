@@ -29,6 +29,8 @@ type managerOptions struct {
 	metricsAddr string
 	// webhookName is the name kube-apiserver shows in denials.
 	webhookName string
+	// pinDigests installs and serves the digest-pinning webhook.
+	pinDigests bool
 }
 
 // managerStopTimeout bounds how long `vigil dev` waits for the manager to
@@ -41,6 +43,7 @@ type devOptions struct {
 	nodes         int
 	metricsAddr   string
 	webhookName   string
+	pinDigests    bool
 }
 
 func newDevCommand() *cobra.Command {
@@ -75,6 +78,7 @@ The binaries come from --assets, else $KUBEBUILDER_ASSETS, else bin/
 	f.StringVar(&o.assets, "assets", "", "directory of etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (default $KUBEBUILDER_ASSETS, else bin/)")
 	f.IntVar(&o.nodes, "nodes", o.nodes, "number of simulated nodes, each with room for 110 pods")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, "address of the manager's metrics endpoint (plain HTTP); 0 disables it")
+	f.BoolVar(&o.pinDigests, "pin-digests", false, "install and serve the digest-pinning webhook, as `vigil controller` does by default; off here because a covered tag must then resolve at a registry, and a local cluster often has none but its own")
 	f.StringVar(&o.webhookName, "webhook-name", o.webhookName, "name of the pod webhook, shown in denials; rename it to run beside policy-controller")
 	return cmd
 }
@@ -138,7 +142,7 @@ func runDev(cmd *cobra.Command, o devOptions) (err error) {
 	}
 
 	managerCtx, stopManager := context.WithCancel(ctx)
-	managerDone, err := startManager(managerCtx, cluster, managerOptions{metricsAddr: o.metricsAddr, webhookName: o.webhookName})
+	managerDone, err := startManager(managerCtx, cluster, managerOptions{metricsAddr: o.metricsAddr, webhookName: o.webhookName, pinDigests: o.pinDigests})
 	defer func() {
 		stopManager()
 		// Told to stop, the manager has nothing more to say that changes the

@@ -59,12 +59,17 @@ func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, read
 	if err := c.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Secret %s/%s: %w", ns, secret.Name, err)
 	}
-	vwc := admission.Configuration(admission.ConfigurationOptions{
-		Name: manager.DefaultWebhookConfigName, WorkloadWebhookName: o.webhookName,
-		Namespace: ns, URL: "https://localhost:" + strconv.Itoa(port),
-	})
-	if err := c.Create(ctx, vwc); err != nil {
+	webhooks := admission.ConfigurationOptions{
+		Name: manager.DefaultWebhookConfigName, MutatingName: manager.DefaultMutatingWebhookConfigName,
+		WorkloadWebhookName: o.webhookName, Namespace: ns, URL: "https://localhost:" + strconv.Itoa(port),
+	}
+	if err := c.Create(ctx, admission.Configuration(webhooks)); err != nil {
 		return fmt.Errorf("create ValidatingWebhookConfiguration: %w", err)
+	}
+	if o.pinDigests {
+		if err := c.Create(ctx, admission.MutatingConfiguration(webhooks)); err != nil {
+			return fmt.Errorf("create MutatingWebhookConfiguration: %w", err)
+		}
 	}
 
 	m, err := manager.New(cfg, manager.Options{
@@ -84,6 +89,7 @@ func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, read
 		PolicyTimeout:          policy.DefaultPolicyTimeout,
 		KubeAPIQPS:             manager.DefaultKubeAPIQPS,
 		KubeAPIBurst:           manager.DefaultKubeAPIBurst,
+		Verification:           manager.VerificationOptions{PinDigests: o.pinDigests},
 	})
 	if err != nil {
 		return err

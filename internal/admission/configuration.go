@@ -29,6 +29,9 @@ type ConfigurationOptions struct {
 	// CABundle is set by cert-controller in cluster; `vigil dev` leaves it
 	// to cert-controller too.
 	CABundle []byte
+	// MutatingName is the name of the MutatingWebhookConfiguration object
+	// of the digest-pinning webhook (MutatingConfiguration).
+	MutatingName string
 }
 
 // Configuration builds Vigil's ValidatingWebhookConfiguration: pods and
@@ -69,10 +72,7 @@ func Configuration(o ConfigurationOptions) *admissionregistrationv1.ValidatingWe
 		rule("apps", "v1", &namespacedScope, "deployments", "replicasets", "statefulsets", "daemonsets"),
 		rule("batch", "v1", &namespacedScope, "jobs", "cronjobs"),
 	}
-	optedIn := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		{Key: v1beta1.IncludeLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}},
-		{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", o.Namespace}},
-	}}
+	optedIn := optedInNamespaces(o)
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Labels: map[string]string{"app.kubernetes.io/name": "vigil"}},
@@ -82,6 +82,50 @@ func Configuration(o ConfigurationOptions) *admissionregistrationv1.ValidatingWe
 				rule("policy.sigstore.dev", "*", &clusterScope, "clusterimagepolicies"),
 			}, nil),
 		},
+	}
+}
+
+// optedInNamespaces selects the namespaces labelled for judgement, never
+// kube-system or Vigil's own.
+func optedInNamespaces(o ConfigurationOptions) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+		{Key: v1beta1.IncludeLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"true"}},
+		{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", o.Namespace}},
+	}}
+}
+
+// MutatingConfiguration builds the MutatingWebhookConfiguration of the
+// digest-pinning webhook (DigestPinner): pods in the namespaces the
+// validating webhook judges, under the same webhook name, as
+// policy-controller has it. reinvocationPolicy IfNeeded pins an image that a
+// later mutating webhook adds (a sidecar injector).
+func MutatingConfiguration(o ConfigurationOptions) *admissionregistrationv1.MutatingWebhookConfiguration {
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	equivalent := admissionregistrationv1.Equivalent
+	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
+	timeout := int32(TimeoutSeconds)
+	namespacedScope := admissionregistrationv1.NamespacedScope
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.MutatingName, Labels: map[string]string{"app.kubernetes.io/name": "vigil"}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:         o.WorkloadWebhookName,
+			ClientConfig: clientConfig(o, PinPath),
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "pods/ephemeralcontainers"}, Scope: &namespacedScope,
+				},
+			}},
+			FailurePolicy:           &fail,
+			MatchPolicy:             &equivalent,
+			NamespaceSelector:       optedInNamespaces(o),
+			SideEffects:             &none,
+			TimeoutSeconds:          &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+			ReinvocationPolicy:      &ifNeeded,
+		}},
 	}
 }
 

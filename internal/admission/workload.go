@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
+	"github.com/vigil-dev/vigil/internal/verify"
 )
 
 // Webhook paths, as policy-controller names them.
@@ -42,6 +43,12 @@ type WorkloadValidator struct {
 	NoMatch  NoMatchSource
 	// PolicyTimeout bounds each policy's evaluation (policy.Options).
 	PolicyTimeout time.Duration
+	// Verifier verifies signatures, shared with the verify path; nil: key
+	// and keyless authorities give error results.
+	Verifier policy.Verifier
+	// Keychains give the registry credentials of the objects judged; nil:
+	// anonymous.
+	Keychains *verify.Keychains
 }
 
 // Handle implements admission.Handler.
@@ -90,7 +97,10 @@ func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) a
 	if err := v.waitSynced(ctx); err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, err)
 	}
-	d := v.Policies.Set().Decide(ctx, obj, policy.Options{NoMatchPolicy: v.NoMatch.NoMatchPolicy(), PolicyTimeout: v.PolicyTimeout, Observer: metrics.EvaluationObserver{}})
+	d := v.Policies.Set().Decide(ctx, obj, policy.Options{
+		NoMatchPolicy: v.NoMatch.NoMatchPolicy(), PolicyTimeout: v.PolicyTimeout, Observer: metrics.EvaluationObserver{},
+		Verification: v.verification(ctx, req),
+	})
 	for _, r := range d.Results {
 		metrics.Evaluations.WithLabelValues(metrics.TriggerAdmission, r.Result).Inc()
 	}
@@ -133,14 +143,18 @@ func warningLines(warnings []string) []string {
 // waitSynced waits, at most syncWait, for the policies at start-up; once
 // they are loaded it costs no timer.
 func (v *WorkloadValidator) waitSynced(ctx context.Context) error {
+	return waitSynced(ctx, v.Policies)
+}
+
+func waitSynced(ctx context.Context, policies *policystore.Store) error {
 	select {
-	case <-v.Policies.Synced():
+	case <-policies.Synced():
 		return nil
 	default:
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, syncWait)
 	defer cancel()
-	return v.Policies.WaitSynced(waitCtx)
+	return policies.WaitSynced(waitCtx)
 }
 
 // skipRequest tells the requests policy-controller lets through unjudged:

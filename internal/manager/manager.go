@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -29,10 +30,12 @@ import (
 	"github.com/vigil-dev/vigil/apis"
 	"github.com/vigil-dev/vigil/controllers"
 	"github.com/vigil-dev/vigil/internal/admission"
+	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
 	"github.com/vigil-dev/vigil/internal/report"
 	"github.com/vigil-dev/vigil/internal/settings"
+	"github.com/vigil-dev/vigil/internal/verify"
 )
 
 // Defaults shared by the flags of `vigil controller` and `vigil dev`.
@@ -40,9 +43,12 @@ const (
 	DefaultNamespace         = "vigil-system"
 	DefaultWebhookName       = "policy.sigstore.dev"
 	DefaultWebhookConfigName = "vigil-validating-webhook-configuration"
-	DefaultCertSecretName    = "vigil-webhook-server-cert" // #nosec G101 -- the name of a Secret, not a credential
-	DefaultServiceName       = "vigil-webhook-service"
-	DefaultLeaderElectionID  = "vigil.policy.sigstore.dev"
+	// DefaultMutatingWebhookConfigName is the digest-pinning webhook's
+	// configuration (--pin-digests).
+	DefaultMutatingWebhookConfigName = "vigil-mutating-webhook-configuration"
+	DefaultCertSecretName            = "vigil-webhook-server-cert" // #nosec G101 -- the name of a Secret, not a credential
+	DefaultServiceName               = "vigil-webhook-service"
+	DefaultLeaderElectionID          = "vigil.policy.sigstore.dev"
 )
 
 // Leader-election timing defaults (controller-runtime's own).
@@ -62,6 +68,13 @@ const (
 // take no resourceNames) but writes Vigil's own only (DefaultWebhookConfigName):
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=update;patch,resourceNames=vigil-validating-webhook-configuration
+// The same for the digest-pinning webhook's configuration (--pin-digests):
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=update;patch,resourceNames=vigil-mutating-webhook-configuration
+// Registry credentials of the pods judged, read as a kubelet reads them
+// (authn/kubernetes): their service accounts' and their imagePullSecrets.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // The report API's rules are in ClusterRole vigil-manager-reports, generated
 // from internal/manager/reportrbac for the API in use.
 // The metrics endpoint authenticates and authorizes each scrape:
@@ -112,6 +125,10 @@ type Options struct {
 	// WebhookConfigName is the ValidatingWebhookConfiguration whose caBundle
 	// cert-controller keeps current.
 	WebhookConfigName string
+	// MutatingWebhookConfigName is the digest-pinning webhook's
+	// MutatingWebhookConfiguration, kept current the same way when
+	// Verification.PinDigests; empty is DefaultMutatingWebhookConfigName.
+	MutatingWebhookConfigName string
 
 	// PolicyTimeout bounds the evaluation of each policy for one object, in
 	// the webhook and the reconcilers alike; past it the result is error.
@@ -134,7 +151,34 @@ type Options struct {
 	// and leaves fairness to the API server's priority and fairness.
 	KubeAPIQPS   float32
 	KubeAPIBurst int
+
+	// Verification configures the one signature verifier of the process.
+	Verification VerificationOptions
 }
+
+// VerificationOptions configure the signature verifier the webhook and the
+// reconcilers share; zero values take internal/verify's defaults.
+type VerificationOptions struct {
+	// PassTTL is how long a verified pass stands before it is verified
+	// again; FailTTL the same for a verified failure.
+	PassTTL time.Duration
+	FailTTL time.Duration
+	// RegistryQPS bounds the requests to all registries together,
+	// RegistryQPSPerRegistry those to any one registry.
+	RegistryQPS            float64
+	RegistryQPSPerRegistry float64
+	// PinDigests turns on the mutating webhook that pins pods' images to
+	// the digests their tags name.
+	PinDigests bool
+}
+
+// Defaults of VerificationOptions, for the flags.
+const (
+	DefaultVerificationPassTTL    = time.Hour
+	DefaultVerificationFailTTL    = 10 * time.Minute
+	DefaultRegistryQPS            = 50
+	DefaultRegistryQPSPerRegistry = 10
+)
 
 // Defaults of the client rate limit: none. A policy change rewrites one
 // report per pod, and at a client-side 200 requests a second (two per pod)
@@ -166,12 +210,18 @@ type Manager struct {
 	ReportAPI report.API
 	// Namespace is Vigil's own.
 	Namespace string
+	// Verifier is the process's one signature verifier, shared by the
+	// webhook and the reconcilers so that they never disagree.
+	Verifier *verify.Verifier
+	// Keychains read the registry credentials of the objects judged.
+	Keychains *verify.Keychains
 }
 
 // VerifyDeps are what the verify path (controllers.Setup) shares with the
 // webhook.
 func (m *Manager) VerifyDeps() controllers.Deps {
-	return controllers.Deps{Namespace: m.Namespace, Policies: m.Policies, Settings: m.Settings, Reports: m.ReportAPI, PolicyTimeout: m.PolicyTimeout}
+	return controllers.Deps{Namespace: m.Namespace, Policies: m.Policies, Settings: m.Settings, Reports: m.ReportAPI, PolicyTimeout: m.PolicyTimeout,
+		Verifier: m.Verifier, Keychains: m.Keychains}
 }
 
 // New builds the manager. Register webhook handlers on m.Webhook and
@@ -220,8 +270,14 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create clientset: %w", err)
+	}
 	m := &Manager{
 		Manager:       mgr,
+		Verifier:      newVerifier(opts.Verification),
+		Keychains:     &verify.Keychains{Client: cs, Namespace: opts.Namespace},
 		CertsReady:    make(chan struct{}),
 		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace, Workers: policy.NewWorkerPool(policy.WorkerPoolOptions{})}),
 		Settings:      settings.New(opts.NoMatchPolicy),
@@ -271,15 +327,21 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		CAOrganization: "vigil",
 		DNSName:        opts.CertDNSName,
 		IsReady:        m.CertsReady,
-		Webhooks:       []rotator.WebhookInfo{{Name: opts.WebhookConfigName, Type: rotator.Validating}},
+		Webhooks:       webhookConfigs(opts),
 		// Every replica serves the webhook, so every replica needs the certificate.
 		RequireLeaderElection: false,
 	}); err != nil {
 		return nil, fmt.Errorf("add certificate rotator: %w", err)
 	}
 	m.Webhook.Register(admission.WorkloadPath, &webhook.Admission{
-		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Settings, PolicyTimeout: opts.PolicyTimeout},
+		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Settings, PolicyTimeout: opts.PolicyTimeout,
+			Verifier: m.Verifier, Keychains: m.Keychains},
 	})
+	if opts.Verification.PinDigests {
+		m.Webhook.Register(admission.PinPath, &webhook.Admission{
+			Handler: &admission.DigestPinner{Policies: m.Policies, Resolver: m.Verifier, Keychains: m.Keychains},
+		})
+	}
 	m.Webhook.Register(admission.PolicyPath, &webhook.Admission{
 		Handler: &admission.PolicyValidator{Compiler: policy.Compiler{SystemNamespace: opts.Namespace}},
 	})
@@ -305,6 +367,30 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// webhookConfigs are the webhook configurations whose caBundle
+// cert-controller keeps current.
+func webhookConfigs(opts Options) []rotator.WebhookInfo {
+	configs := []rotator.WebhookInfo{{Name: opts.WebhookConfigName, Type: rotator.Validating}}
+	if opts.Verification.PinDigests {
+		name := opts.MutatingWebhookConfigName
+		if name == "" {
+			name = DefaultMutatingWebhookConfigName
+		}
+		configs = append(configs, rotator.WebhookInfo{Name: name, Type: rotator.Mutating})
+	}
+	return configs
+}
+
+// newVerifier is the process's one signature verifier, reporting to
+// Vigil's metrics.
+func newVerifier(o VerificationOptions) *verify.Verifier {
+	return verify.New(verify.Options{
+		PassTTL: o.PassTTL, FailTTL: o.FailTTL,
+		GlobalQPS: o.RegistryQPS, RegistryQPS: o.RegistryQPSPerRegistry,
+		Observer: metrics.NewVerificationObserver(),
+	})
 }
 
 // addMetricsServer serves /metrics at opts.MetricsBindAddress, behind

@@ -106,13 +106,15 @@ func setup() (err error) {
 	}
 	metricsAddr = "127.0.0.1:" + strconv.Itoa(metricsPort)
 	webhookAddr = "127.0.0.1:" + strconv.Itoa(webhookPort)
+	webhooks := admission.ConfigurationOptions{
+		Name: manager.DefaultWebhookConfigName, MutatingName: manager.DefaultMutatingWebhookConfigName,
+		WorkloadWebhookName: manager.DefaultWebhookName, Namespace: ns, URL: "https://localhost:" + strconv.Itoa(webhookPort),
+	}
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: manager.DefaultCertSecretName}},
-		admission.Configuration(admission.ConfigurationOptions{
-			Name: manager.DefaultWebhookConfigName, WorkloadWebhookName: manager.DefaultWebhookName,
-			Namespace: ns, URL: "https://localhost:" + strconv.Itoa(webhookPort),
-		}),
+		admission.Configuration(webhooks),
+		admission.MutatingConfiguration(webhooks),
 	} {
 		if err := k8s.Create(ctx, obj); err != nil {
 			return fmt.Errorf("create %T %s: %w", obj, obj.GetName(), err)
@@ -135,6 +137,7 @@ func setup() (err error) {
 		CertDNSName:            "localhost",
 		WebhookConfigName:      manager.DefaultWebhookConfigName,
 		NoMatchPolicy:          policy.NoMatchDeny,
+		Verification:           manager.VerificationOptions{PinDigests: true},
 	})
 	if err != nil {
 		return err
@@ -439,8 +442,13 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 		{ns, "secrets", "update", true},
 		{ns, "secrets", "create", false},
 		{ns, "secrets", "delete", false},
-		{"default", "secrets", "get", false},
+		// A pod's pull secrets, by name, for its registry credentials; never
+		// a list or a watch.
+		{"default", "secrets", "get", true},
 		{"default", "secrets", "list", false},
+		{"default", "secrets", "watch", false},
+		{"default", "serviceaccounts", "get", true},
+		{"default", "serviceaccounts", "list", false},
 		{"", "secrets", "list", false}, // cluster-wide
 		{"default", "configmaps", "get", false},
 		{"", "configmaps", "list", false},
@@ -472,7 +480,9 @@ func TestRBACKeepsSecretsInVigilsNamespace(t *testing.T) {
 		{"admissionregistration.k8s.io", vwc, "", "list", "", true},
 		{"admissionregistration.k8s.io", vwc, "", "create", "", false},
 		{"admissionregistration.k8s.io", vwc, manager.DefaultWebhookConfigName, "delete", "", false},
-		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "list", "", false},
+		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "list", "", true},
+		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", manager.DefaultMutatingWebhookConfigName, "patch", "", true},
+		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "istio-sidecar-injector", "patch", "", false},
 		{"wgpolicyk8s.io", "policyreports", "", "create", "default", true},
 		{"wgpolicyk8s.io", "policyreports", "", "delete", "default", true},
 		{"openreports.io", "reports", "", "create", "default", false},

@@ -121,6 +121,40 @@ var (
 	})
 )
 
+// Signature verification (internal/verify reports through
+// VerificationObserver). Registries are tenant input: the registry label
+// takes at most MaxRegistryLabels distinct values, then Other.
+var (
+	// RegistryRequests counts HTTP requests to registries by registry and
+	// status code ("0" when no response arrived).
+	RegistryRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_registry_requests_total",
+		Help: "HTTP requests to OCI registries by registry (other past the first 50) and status code (0: no response; codes outside the known set count by class, e.g. 4xx).",
+	}, []string{"registry", "code"})
+
+	// VerificationCacheLookups counts signature verifications answered from
+	// the cache (hit) or not (miss).
+	VerificationCacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_verification_cache_lookups_total",
+		Help: "Signature verifications by cache result (hit, miss).",
+	}, []string{"result"})
+
+	// Verifications counts the verifications that reached the registry, by
+	// outcome: pass, or the reason they did not pass.
+	Verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_verifications_total",
+		Help: "Signature verifications that reached a registry, by outcome (pass, or the reason: NoSignatures, SignatureMismatch, IdentityMismatch are verdicts; the others are errors) and kind (pass, verdict, error).",
+	}, []string{"outcome", "kind"})
+
+	// VerificationDuration is the time one verification takes, registry
+	// requests and cryptography together.
+	VerificationDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "vigil_verification_duration_seconds",
+		Help:    "Time one signature verification takes, registry requests included, by kind (pass, verdict, error).",
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+	}, []string{"kind"})
+)
+
 // EvaluationObserver records policy evaluation times in
 // vigil_evaluation_duration_seconds; pass it as policy.Options.Observer.
 type EvaluationObserver struct{}
@@ -233,6 +267,7 @@ func init() {
 	crmetrics.Registry.MustRegister(
 		Evaluations, EvaluationDuration, AdmissionRequests,
 		AdmissionDuration, ReportWrites, PolicyReady, EventsDropped, LastEvaluation,
+		RegistryRequests, VerificationCacheLookups, Verifications, VerificationDuration,
 	)
 	// Besides rest_client_requests_total, which controller-runtime always
 	// serves: how long Vigil's requests take, and how long client-go's
