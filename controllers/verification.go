@@ -39,7 +39,7 @@ func (r *PodReconciler) verification(ctx context.Context, pod *corev1.Pod) polic
 	return policy.Verification{
 		Verifier:          r.Verifier,
 		Keychain:          r.Keychains.Pod(ctx, pod),
-		SignatureKeychain: r.Keychains.Signatures(ctx),
+		SignatureKeychain: r.Keychains.Signatures(ctx, pod.Namespace),
 		Lane:              verify.LaneBackground,
 		Digests:           runningDigests(pod),
 	}

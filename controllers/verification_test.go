@@ -121,7 +121,7 @@ func TestPodVerification(t *testing.T) {
 	}
 	cs := fake.NewClientset()
 	v := &stubVerifier{name: "shared"}
-	r := &PodReconciler{Deps: Deps{Verifier: v, Keychains: &verify.Keychains{Client: cs, Namespace: "vigil-system"}}}
+	r := &PodReconciler{Deps: Deps{Verifier: v, Keychains: &verify.Keychains{Client: cs}}}
 	vf := r.verification(context.Background(), pod)
 	if vf.Verifier != v || vf.Lane != verify.LaneBackground || vf.Keychain == nil || vf.SignatureKeychain == nil {
 		t.Errorf("verification = %+v; want the shared verifier, the background lane and the pod's keychains", vf)

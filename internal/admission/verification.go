@@ -67,7 +67,7 @@ func (v *WorkloadValidator) verification(ctx context.Context, req admission.Requ
 	return policy.Verification{
 		Verifier:          v.Verifier,
 		Keychain:          v.Keychains.Pod(ctx, credentialPod(req)),
-		SignatureKeychain: v.Keychains.Signatures(ctx),
+		SignatureKeychain: v.Keychains.Signatures(ctx, req.Namespace),
 		Lane:              verify.LaneAdmission,
 	}
 }

@@ -47,7 +47,7 @@ func TestAdmissionVerification(t *testing.T) {
 		t.Errorf("without a verifier: %+v, want the zero Verification", vf)
 	}
 	cs := fake.NewClientset()
-	v := &WorkloadValidator{Verifier: stubVerifier{}, Keychains: &verify.Keychains{Client: cs, Namespace: "vigil-system"}}
+	v := &WorkloadValidator{Verifier: stubVerifier{}, Keychains: &verify.Keychains{Client: cs}}
 	vf := v.verification(context.Background(), req)
 	if vf.Verifier == nil || vf.Lane != verify.LaneAdmission || vf.Keychain == nil || vf.SignatureKeychain == nil || vf.Digests != nil {
 		t.Errorf("verification = %+v; want the verifier, the admission lane, the object's keychains and no digests", vf)

@@ -277,7 +277,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	m := &Manager{
 		Manager:       mgr,
 		Verifier:      newVerifier(opts.Verification),
-		Keychains:     &verify.Keychains{Client: cs, Namespace: opts.Namespace},
+		Keychains:     &verify.Keychains{Client: cs},
 		CertsReady:    make(chan struct{}),
 		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace, Workers: policy.NewWorkerPool(policy.WorkerPoolOptions{})}),
 		Settings:      settings.New(opts.NoMatchPolicy),

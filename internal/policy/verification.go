@@ -27,8 +27,8 @@ type Verification struct {
 	// nil means anonymous.
 	Keychain authn.Keychain
 	// SignatureKeychain gives credentials for an authority's
-	// source.signaturePullSecrets (Secrets in Vigil's namespace); nil means
-	// Keychain.
+	// source.signaturePullSecrets (Secrets in the judged object's namespace,
+	// as in policy-controller); nil means Keychain.
 	SignatureKeychain func(secretNames []string) authn.Keychain
 	// Lane is LaneAdmission for the webhook and LaneBackground for the
 	// verify path.

@@ -23,9 +23,6 @@ const keychainReadTimeout = 10 * time.Second
 type Keychains struct {
 	// Client reads service accounts and Secrets.
 	Client kubernetes.Interface
-	// Namespace holds the Secrets an authority's signaturePullSecrets name
-	// (Vigil's own).
-	Namespace string
 }
 
 // Pod is the keychain of pod's images (PodKeychain), built at its first use.
@@ -44,8 +41,9 @@ func (k *Keychains) Pod(ctx context.Context, pod *corev1.Pod) authn.Keychain {
 }
 
 // Signatures gives the keychain of an authority's signaturePullSecrets,
-// each built at its first use.
-func (k *Keychains) Signatures(ctx context.Context) func(secretNames []string) authn.Keychain {
+// each built at its first use. As in policy-controller, the Secrets are
+// those of namespace, the judged workload's.
+func (k *Keychains) Signatures(ctx context.Context, namespace string) func(secretNames []string) authn.Keychain {
 	if k == nil || k.Client == nil {
 		return nil
 	}
@@ -54,7 +52,7 @@ func (k *Keychains) Signatures(ctx context.Context) func(secretNames []string) a
 		return &lazyKeychain{build: func() (authn.Keychain, error) {
 			ctx, cancel := context.WithTimeout(ctx, keychainReadTimeout)
 			defer cancel()
-			return SignatureKeychain(ctx, k.Client, k.Namespace, secretNames)
+			return SignatureKeychain(ctx, k.Client, namespace, secretNames)
 		}}
 	}
 }

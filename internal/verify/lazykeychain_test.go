@@ -15,14 +15,14 @@ import (
 func TestKeychainsReadCredentialsOnFirstUse(t *testing.T) {
 	cs := fake.NewClientset(
 		dockerConfigSecret(t, "team", "regcred", "registry.example", testUser, testPassword),
-		dockerConfigSecret(t, "vigil-system", "sigcred", "sigs.example", "sig", "secret"),
+		dockerConfigSecret(t, "team", "sigcred", "sigs.example", "sig", "secret"),
 	)
-	k := &Keychains{Client: cs, Namespace: "vigil-system"}
+	k := &Keychains{Client: cs}
 	ctx, cancel := context.WithCancel(context.Background())
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "app"},
 		Spec: corev1.PodSpec{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}}}
 	kc := k.Pod(ctx, pod)
-	sigs := k.Signatures(ctx)([]string{"sigcred"})
+	sigs := k.Signatures(ctx, pod.Namespace)([]string{"sigcred"})
 	if n := len(cs.Actions()); n != 0 {
 		t.Fatalf("%d API requests before any registry needed credentials: %v", n, cs.Actions())
 	}
@@ -71,7 +71,7 @@ func TestKeychainsWithoutClientAreAnonymous(t *testing.T) {
 	if kc := none.Pod(context.Background(), &corev1.Pod{}); kc != nil {
 		t.Errorf("nil Keychains gave pod keychain %v, want nil (anonymous)", kc)
 	}
-	if f := (&Keychains{}).Signatures(context.Background()); f != nil {
+	if f := (&Keychains{}).Signatures(context.Background(), "team"); f != nil {
 		t.Error("Keychains without a client gave a signature keychain function, want nil")
 	}
 }
