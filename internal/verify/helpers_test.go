@@ -6,13 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,11 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -34,195 +23,45 @@ import (
 	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
 	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
-	"github.com/sigstore/sigstore-go/pkg/tlog"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
-// testRegistry is go-containerregistry's in-memory registry on a loopback
-// port, behind a switch that can demand basic auth for repositories under
-// private/, answer 429, or refuse HEAD.
+// testRegistry is verifytest's registry under the names this package's
+// tests use.
 type testRegistry struct {
-	srv      *httptest.Server
+	*verifytest.Registry
 	host     string
-	mode     atomic.Value // "", "429", "nohead"
-	requests atomic.Int64
-	gate     atomic.Pointer[chan struct{}] // when set, requests wait for it to close
+	mode     *atomic.Value // "", "429", "nohead"
+	requests *atomic.Int64
 }
 
-const testUser, testPassword = "reader", "s3cret"
+const testUser, testPassword = verifytest.User, verifytest.Password
 
 func newTestRegistry(t testing.TB) *testRegistry {
-	t.Helper()
-	r := &testRegistry{}
-	r.mode.Store("")
-	inner := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		r.requests.Add(1)
-		if g := r.gate.Load(); g != nil {
-			<-*g
-		}
-		user, pass, hasAuth := req.BasicAuth()
-		authed := hasAuth && user == testUser && pass == testPassword
-		switch {
-		case r.mode.Load() == "429":
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
-		case r.mode.Load() == "nohead" && req.Method == http.MethodHead && strings.Contains(req.URL.Path, "/manifests/"):
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			return
-		case req.URL.Path == "/v2/" && !authed,
-			strings.HasPrefix(req.URL.Path, "/v2/private/") && !authed:
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		inner.ServeHTTP(w, req)
-	}))
-	t.Cleanup(r.srv.Close)
-	r.host = strings.TrimPrefix(r.srv.URL, "http://")
-	return r
+	r := verifytest.NewRegistry(t)
+	return &testRegistry{Registry: r, host: r.Host, mode: &r.Mode, requests: &r.Requests}
 }
 
 // pushImage pushes a random image and returns its digest reference.
-func (r *testRegistry) pushImage(t testing.TB, repo string) name.Digest {
-	t.Helper()
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag, err := name.NewTag(r.host + "/" + repo + ":latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(tag, img, remote.WithAuthFromKeychain(r.keychain())); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tag.Context().Digest(d.String())
-}
+func (r *testRegistry) pushImage(t testing.TB, repo string) name.Digest { return r.PushImage(t, repo) }
 
 // keychain holds the registry's credentials.
 func (r *testRegistry) keychain() authn.Keychain { return staticKeychain{} }
 
-type staticKeychain struct{}
+type staticKeychain = verifytest.Keychain
 
-func (staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
-	return authn.FromConfig(authn.AuthConfig{Username: testUser, Password: testPassword}), nil
-}
+func cosignBinary(t testing.TB) string { return verifytest.CosignBinary(t) }
 
-// cosignBinary is the real cosign CLI built by `make tools`.
-func cosignBinary(t testing.TB) string {
-	t.Helper()
-	bin := os.Getenv("COSIGN")
-	if bin == "" {
-		for _, c := range []string{"../../bin/cosign", "/work/main/bin/cosign"} {
-			if _, err := os.Stat(c); err == nil {
-				bin = c
-				break
-			}
-		}
-	}
-	if bin == "" {
-		t.Skip("no cosign binary: run `make tools` (or set COSIGN) to test against signatures written by the real cosign CLI")
-	}
-	abs, err := filepath.Abs(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
+func cosignKey(t testing.TB, cosign string) (string, []byte) { return verifytest.CosignKey(t, cosign) }
 
-// cosignKey generates a key pair with the real cosign CLI and returns the
-// private key path and the public key PEM.
-func cosignKey(t testing.TB, cosign string) (string, []byte) {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(cosign, "generate-key-pair")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
-	}
-	pub, err := os.ReadFile(filepath.Join(dir, "cosign.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(dir, "cosign.key"), pub
-}
-
-// cosignSign signs d with the real cosign CLI, offline (no transparency
-// log, no signing config). env adds variables (COSIGN_REPOSITORY).
 func cosignSign(t testing.TB, cosign, key string, d name.Digest, format SignatureFormat, env ...string) {
-	t.Helper()
-	args := []string{"sign", "--key", key, "--yes", "--tlog-upload=false", "--use-signing-config=false",
-		"--allow-insecure-registry", "--allow-http-registry",
-		"--registry-username", testUser, "--registry-password", testPassword,
-		"--new-bundle-format=" + fmt.Sprint(format == FormatBundle), d.String()}
-	cmd := exec.Command(cosign, args...)
-	cmd.Env = append(append(os.Environ(), "COSIGN_PASSWORD=", "TUF_ROOT="+t.TempDir()), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	verifytest.CosignSign(t, cosign, key, d, format == FormatBundle, env...)
 }
 
-// simpleSigningPayload is what cosign signs for an image.
-func simpleSigningPayload(d name.Digest) []byte {
-	return []byte(fmt.Sprintf(`{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`,
-		d.Context().Name(), d.DigestStr()))
-}
-
-// signKeylessLegacy signs d with a VirtualSigstore certificate for
-// (subject, issuer) and writes the signature the way cosign lays out a
-// keyless legacy signature: payload layer, certificate, chain and Rekor bundle.
 func signKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer string) {
-	t.Helper()
-	payload := simpleSigningPayload(d)
-	e, err := vs.Sign(subject, issuer, payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, _ := e.VerificationContent()
-	sc, _ := e.SignatureContent()
-	entries, _ := e.TlogEntries()
-	certPEM, err := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tle := entries[0].TransparencyLogEntry()
-	rp, set := inclusionPromise(t, vs, tle)
-	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
-	img, err := mutate.Append(empty.Image, mutate.Addendum{
-		Layer: static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
-		Annotations: map[string]string{
-			annotationSignature:   base64.StdEncoding.EncodeToString(sc.Signature()),
-			annotationCertificate: string(certPEM),
-			annotationBundle:      string(rb),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
-	if err := remote.Write(tag, img); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// inclusionPromise is the Rekor payload of a log entry and the VirtualSigstore's
-// signed entry timestamp over it.
-func inclusionPromise(t testing.TB, vs *ca.VirtualSigstore, tle *protorekor.TransparencyLogEntry) (tlog.RekorPayload, []byte) {
-	t.Helper()
-	rp := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.CanonicalizedBody), IntegratedTime: tle.IntegratedTime,
-		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)}
-	set, err := vs.RekorSignPayload(rp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rp, set
+	verifytest.SignKeylessLegacy(t, vs, d, subject, issuer)
 }
 
 // signKeylessBundle attests d with a VirtualSigstore certificate, the way
@@ -247,7 +86,7 @@ func signKeylessBundle(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subj
 	}
 	sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
 	tle := entries[0].TransparencyLogEntry()
-	_, set := inclusionPromise(t, vs, tle)
+	_, set := verifytest.InclusionPromise(t, vs, tle)
 	tle.KindVersion = &protorekor.KindVersion{Kind: "dsse", Version: "0.0.1"}
 	tle.InclusionPromise = &protorekor.InclusionPromise{SignedEntryTimestamp: set}
 	var ts []*protocommon.RFC3161SignedTimestamp
@@ -416,12 +255,7 @@ func expectReason(t *testing.T, err error, want Reason, a *Authority, d name.Dig
 }
 
 // hold makes the registry's requests wait until the returned func runs.
-func (r *testRegistry) hold() (release func()) {
-	g := make(chan struct{})
-	r.gate.Store(&g)
-	var once sync.Once
-	return func() { once.Do(func() { close(g) }) }
-}
+func (r *testRegistry) hold() (release func()) { return r.Hold() }
 
 func mustDigest(t testing.TB, s string) name.Digest {
 	t.Helper()
@@ -432,14 +266,7 @@ func mustDigest(t testing.TB, s string) name.Digest {
 	return d
 }
 
-func newVirtualSigstore(t testing.TB) *ca.VirtualSigstore {
-	t.Helper()
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vs
-}
+func newVirtualSigstore(t testing.TB) *ca.VirtualSigstore { return verifytest.NewVirtualSigstore(t) }
 
 // keylessImages: a VirtualSigstore and two images it signed for ciSubject
 // and ciIssuer, one in the legacy layout and one as a bundle.

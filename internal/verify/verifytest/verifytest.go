@@ -1,0 +1,259 @@
+// Package verifytest holds test fixtures for signature verification that
+// several packages share: go-containerregistry's in-memory registry behind
+// a switch (basic auth, 429), signatures written by the real cosign CLI,
+// and keyless signatures from sigstore-go's VirtualSigstore in cosign's
+// legacy layout. It is imported by tests only.
+package verifytest
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+	"github.com/sigstore/sigstore-go/pkg/tlog"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+)
+
+// User and Password are the registry's credentials.
+const User, Password = "reader", "s3cret"
+
+// Mode values of Registry.Mode.
+const (
+	ModeNormal      = ""
+	ModeRateLimited = "429"    // every request answers 429
+	ModeNoHead      = "nohead" // HEAD of a manifest answers 405
+)
+
+// Registry is go-containerregistry's in-memory registry on a loopback
+// port, behind a switch that demands basic auth for /v2/ and for
+// repositories under private/, and can answer 429 or refuse HEAD.
+type Registry struct {
+	Server   *httptest.Server
+	Host     string
+	Mode     atomic.Value // a Mode* string
+	Requests atomic.Int64
+	gate     atomic.Pointer[chan struct{}] // when set, requests wait for it to close
+}
+
+// NewRegistry starts a registry that stops with the test.
+func NewRegistry(t testing.TB) *Registry {
+	t.Helper()
+	r := &Registry{}
+	r.Mode.Store(ModeNormal)
+	inner := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.Requests.Add(1)
+		if g := r.gate.Load(); g != nil {
+			<-*g
+		}
+		user, pass, hasAuth := req.BasicAuth()
+		authed := hasAuth && user == User && pass == Password
+		switch {
+		case r.Mode.Load() == ModeRateLimited:
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		case r.Mode.Load() == ModeNoHead && req.Method == http.MethodHead && strings.Contains(req.URL.Path, "/manifests/"):
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		case req.URL.Path == "/v2/" && !authed,
+			strings.HasPrefix(req.URL.Path, "/v2/private/") && !authed:
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		inner.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.Server.Close)
+	r.Host = strings.TrimPrefix(r.Server.URL, "http://")
+	return r
+}
+
+// PushImage pushes a random image to repo and returns its digest reference.
+func (r *Registry) PushImage(t testing.TB, repo string) name.Digest {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(r.Host + "/" + repo + ":latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img, remote.WithAuthFromKeychain(Keychain{})); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag.Context().Digest(d.String())
+}
+
+// Hold makes the registry's requests wait until the returned func runs.
+func (r *Registry) Hold() (release func()) {
+	g := make(chan struct{})
+	r.gate.Store(&g)
+	var once sync.Once
+	return func() { once.Do(func() { close(g) }) }
+}
+
+// Keychain holds the registry's credentials.
+type Keychain struct{}
+
+// Resolve gives User and Password for every registry.
+func (Keychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return authn.FromConfig(authn.AuthConfig{Username: User, Password: Password}), nil
+}
+
+// CosignBinary is the real cosign CLI built by `make tools` ($COSIGN, or
+// bin/cosign of the repository); the test is skipped without one.
+func CosignBinary(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("COSIGN")
+	if bin == "" {
+		for _, c := range []string{"../../bin/cosign", "../../../bin/cosign", "/work/main/bin/cosign"} {
+			if _, err := os.Stat(c); err == nil {
+				bin = c
+				break
+			}
+		}
+	}
+	if bin == "" {
+		t.Skip("no cosign binary: run `make tools` (or set COSIGN) to test against signatures written by the real cosign CLI")
+	}
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// CosignKey generates a key pair with the real cosign CLI and returns the
+// private key path and the public key PEM.
+func CosignKey(t testing.TB, cosign string) (string, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(cosign, "generate-key-pair")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "cosign.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "cosign.key"), pub
+}
+
+// CosignSign signs d with the real cosign CLI, offline (no transparency
+// log, no signing config), in the legacy layout or as a bundle referrer.
+// env adds variables (COSIGN_REPOSITORY).
+func CosignSign(t testing.TB, cosign, key string, d name.Digest, bundle bool, env ...string) {
+	t.Helper()
+	args := []string{"sign", "--key", key, "--yes", "--tlog-upload=false", "--use-signing-config=false",
+		"--allow-insecure-registry", "--allow-http-registry",
+		"--registry-username", User, "--registry-password", Password,
+		"--new-bundle-format=" + fmt.Sprint(bundle), d.String()}
+	cmd := exec.Command(cosign, args...)
+	cmd.Env = append(append(os.Environ(), "COSIGN_PASSWORD=", "TUF_ROOT="+t.TempDir()), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// NewVirtualSigstore is sigstore-go's in-memory Fulcio, Rekor, CT log and TSA.
+func NewVirtualSigstore(t testing.TB) *ca.VirtualSigstore {
+	t.Helper()
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// SimpleSigningPayload is what cosign signs for an image.
+func SimpleSigningPayload(d name.Digest) []byte {
+	return []byte(fmt.Sprintf(`{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`,
+		d.Context().Name(), d.DigestStr()))
+}
+
+// cosign's annotations of a legacy signature layer.
+const (
+	annotationSignature   = "dev.cosignproject.cosign/signature"
+	annotationCertificate = "dev.sigstore.cosign/certificate"
+	annotationBundle      = "dev.sigstore.cosign/bundle"
+)
+
+// SignKeylessLegacy signs d with a VirtualSigstore certificate for
+// (subject, issuer) and writes the signature the way cosign lays out a
+// keyless legacy signature: payload layer, certificate and Rekor bundle.
+// opts give the registry's credentials when it needs them.
+func SignKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer string, opts ...remote.Option) {
+	t.Helper()
+	payload := SimpleSigningPayload(d)
+	e, err := vs.Sign(subject, issuer, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := e.VerificationContent()
+	sc, _ := e.SignatureContent()
+	entries, _ := e.TlogEntries()
+	certPEM, err := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tle := entries[0].TransparencyLogEntry()
+	rp, set := InclusionPromise(t, vs, tle)
+	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
+	img, err := mutate.Append(empty.Image, mutate.Addendum{
+		Layer: static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
+		Annotations: map[string]string{
+			annotationSignature:   base64.StdEncoding.EncodeToString(sc.Signature()),
+			annotationCertificate: string(certPEM),
+			annotationBundle:      string(rb),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+	if err := remote.Write(tag, img, opts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// InclusionPromise is the Rekor payload of a log entry and the
+// VirtualSigstore's signed entry timestamp over it.
+func InclusionPromise(t testing.TB, vs *ca.VirtualSigstore, tle *protorekor.TransparencyLogEntry) (tlog.RekorPayload, []byte) {
+	t.Helper()
+	rp := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(tle.CanonicalizedBody), IntegratedTime: tle.IntegratedTime,
+		LogIndex: tle.LogIndex, LogID: hex.EncodeToString(tle.LogId.KeyId)}
+	set, err := vs.RekorSignPayload(rp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp, set
+}
