@@ -31,8 +31,10 @@ type signatureAuthority struct {
 	// (keyless without trustRootRef); a failure is retried at the next
 	// evaluation and is an error result meanwhile.
 	publicGood func() (*verify.TrustRoot, error)
-	spec       verify.AuthoritySpec
-	mu         sync.Mutex
+	// needsPublicGood: keyless without a trustRootRef.
+	needsPublicGood bool
+	spec            verify.AuthoritySpec
+	mu              sync.Mutex
 }
 
 // compileSignatureAuthority reads the references of a key or keyless
@@ -81,7 +83,7 @@ func (c Compiler) compileSignatureAuthority(cipName string, i int, a *v1beta1.Au
 			}
 			spec.Keyless.TrustRoot = tr
 		} else {
-			s.publicGood = c.PublicGoodTrustRoot
+			s.publicGood, s.needsPublicGood = c.PublicGoodTrustRoot, true
 		}
 	}
 	switch {
@@ -102,7 +104,7 @@ func (c Compiler) compileSignatureAuthority(cipName string, i int, a *v1beta1.Au
 		s.pullSecrets = spec.Source.SignaturePullSecrets
 	}
 	s.spec = spec
-	if s.publicGood != nil || s.unsupported != "" {
+	if s.needsPublicGood || s.unsupported != "" {
 		return s, nil
 	}
 	va, err := verify.Compile(spec)

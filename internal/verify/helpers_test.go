@@ -148,19 +148,8 @@ type rawManifest []byte
 func (m rawManifest) RawManifest() ([]byte, error)        { return m, nil }
 func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 
-// copySignatures copies the .sig manifest of from to the signature tag of
-// to in repo (with prefix), as a registry-side tamper or a relocation would.
 func copySignatures(t testing.TB, from, to name.Digest, repo name.Repository, prefix string) {
-	t.Helper()
-	src := from.Context().Tag(strings.Replace(from.DigestStr(), ":", "-", 1) + ".sig")
-	img, err := remote.Image(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := repo.Tag(prefix + strings.Replace(to.DigestStr(), ":", "-", 1) + ".sig")
-	if err := remote.Write(dst, img); err != nil {
-		t.Fatal(err)
-	}
+	verifytest.CopySignatures(t, from, to, repo, prefix)
 }
 
 // fakeClock is a settable clock.

@@ -257,3 +257,18 @@ func InclusionPromise(t testing.TB, vs *ca.VirtualSigstore, tle *protorekor.Tran
 	}
 	return rp, set
 }
+
+// CopySignatures copies the .sig manifest of from to the signature tag of
+// to in repo (with prefix), as a registry-side tamper or a relocation would.
+func CopySignatures(t testing.TB, from, to name.Digest, repo name.Repository, prefix string) {
+	t.Helper()
+	src := from.Context().Tag(strings.Replace(from.DigestStr(), ":", "-", 1) + ".sig")
+	img, err := remote.Image(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := repo.Tag(prefix + strings.Replace(to.DigestStr(), ":", "-", 1) + ".sig")
+	if err := remote.Write(dst, img); err != nil {
+		t.Fatal(err)
+	}
+}
