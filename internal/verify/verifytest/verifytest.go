@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"crypto/x509"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -31,9 +33,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1alpha1"
 )
 
 // User and Password are the registry's credentials.
@@ -270,5 +276,48 @@ func CopySignatures(t testing.TB, from, to name.Digest, repo name.Repository, pr
 	dst := repo.Tag(prefix + strings.Replace(to.DigestStr(), ":", "-", 1) + ".sig")
 	if err := remote.Write(dst, img); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// SigstoreKeysOf writes a VirtualSigstore's Fulcio chain, Rekor and CT log
+// keys and TSA chain as a TrustRoot's sigstoreKeys, PEM as policy-controller
+// holds them (intermediates or leaf first, the root last).
+func SigstoreKeysOf(t testing.TB, name string, vs *ca.VirtualSigstore) *v1alpha1.TrustRoot {
+	t.Helper()
+	pemOf := func(certs ...*x509.Certificate) []byte {
+		var b []byte
+		for _, c := range certs {
+			p, err := cryptoutils.MarshalCertificateToPEM(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, p...)
+		}
+		return b
+	}
+	logs := func(m map[string]*root.TransparencyLog, url string) []v1alpha1.TransparencyLogInstance {
+		var out []v1alpha1.TransparencyLogInstance
+		for _, l := range m {
+			p, err := cryptoutils.MarshalPublicKeyToPEM(l.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v1alpha1.TransparencyLogInstance{BaseURL: url, HashAlgorithm: "sha256", PublicKey: p})
+		}
+		return out
+	}
+	fulcio := vs.FulcioCertificateAuthorities()[0].(*root.FulcioCertificateAuthority)
+	tsa := vs.TimestampingAuthorities()[0].(*root.SigstoreTimestampingAuthority)
+	dn := v1alpha1.DistinguishedName{Organization: "example", CommonName: "virtual"}
+	return &v1alpha1.TrustRoot{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.TrustRootSpec{SigstoreKeys: &v1alpha1.SigstoreKeys{
+			CertificateAuthorities: []v1alpha1.CertificateAuthority{{Subject: dn, URI: "https://fulcio.example.com",
+				CertChain: pemOf(append(append([]*x509.Certificate{}, fulcio.Intermediates...), fulcio.Root)...)}},
+			TLogs:  logs(vs.RekorLogs(), "https://rekor.example.com"),
+			CTLogs: logs(vs.CTLogs(), "https://ctfe.example.com"),
+			TimeStampAuthorities: []v1alpha1.CertificateAuthority{{Subject: dn, URI: "https://tsa.example.com",
+				CertChain: pemOf(append(append([]*x509.Certificate{tsa.Leaf}, tsa.Intermediates...), tsa.Root)...)}},
+		}},
 	}
 }
