@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -312,22 +313,30 @@ func testCompiler(trustRootPaths []string) (policy.Compiler, error) {
 
 // decodeTrustRoot decodes a TrustRoot strictly.
 func decodeTrustRoot(d document) (*v1alpha1.TrustRoot, error) {
-	const apiVersion = "policy.sigstore.dev/v1alpha1"
-	if d.kind != "TrustRoot" || d.apiVersion != apiVersion {
-		return nil, d.errorf("expected a TrustRoot (%s), got %s", apiVersion, describeKind(d))
-	}
 	var tr v1alpha1.TrustRoot
-	strict, err := sigsjson.UnmarshalStrict(d.json, &tr)
+	if err := decodeStrict(d, "TrustRoot", []string{"policy.sigstore.dev/v1alpha1"}, &tr, &tr.ObjectMeta); err != nil {
+		return nil, err
+	}
+	return &tr, nil
+}
+
+// decodeStrict decodes d into obj, a kind of one of apiVersions with a
+// name: an unknown field is an error.
+func decodeStrict(d document, kind string, apiVersions []string, obj any, meta *metav1.ObjectMeta) error {
+	if d.kind != kind || !slices.Contains(apiVersions, d.apiVersion) {
+		return d.errorf("expected a %s (%s), got %s", kind, strings.Join(apiVersions, " or "), describeKind(d))
+	}
+	strict, err := sigsjson.UnmarshalStrict(d.json, obj)
 	if err == nil && len(strict) > 0 {
 		err = errors.Join(strict...)
 	}
 	if err != nil {
-		return nil, d.errorf("TrustRoot: %s", plainError(err))
+		return d.errorf("%s: %s", kind, plainError(err))
 	}
-	if tr.Name == "" {
-		return nil, d.errorf("TrustRoot has no metadata.name")
+	if meta.Name == "" {
+		return d.errorf("%s has no metadata.name", kind)
 	}
-	return &tr, nil
+	return nil
 }
 
 var policyAPIVersions = []string{"policy.sigstore.dev/v1alpha1", "policy.sigstore.dev/v1beta1"}
@@ -336,19 +345,9 @@ var policyAPIVersions = []string{"policy.sigstore.dev/v1alpha1", "policy.sigstor
 // webhook and policy-tester do: an unknown field is an error. v1alpha1 and
 // v1beta1 have the same schema.
 func decodePolicy(d document) (*v1beta1.ClusterImagePolicy, error) {
-	if d.kind != "ClusterImagePolicy" || !slices.Contains(policyAPIVersions, d.apiVersion) {
-		return nil, d.errorf("expected a ClusterImagePolicy (%s), got %s", strings.Join(policyAPIVersions, " or "), describeKind(d))
-	}
 	var cip v1beta1.ClusterImagePolicy
-	strict, err := sigsjson.UnmarshalStrict(d.json, &cip)
-	if err == nil && len(strict) > 0 {
-		err = errors.Join(strict...)
-	}
-	if err != nil {
-		return nil, d.errorf("ClusterImagePolicy: %s", plainError(err))
-	}
-	if cip.Name == "" {
-		return nil, d.errorf("ClusterImagePolicy has no metadata.name")
+	if err := decodeStrict(d, "ClusterImagePolicy", policyAPIVersions, &cip, &cip.ObjectMeta); err != nil {
+		return nil, err
 	}
 	return &cip, nil
 }
