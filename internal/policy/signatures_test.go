@@ -280,3 +280,41 @@ func TestDecidePublicGoodRootFailure(t *testing.T) {
 		t.Fatalf("result %s %q", r.Result, r.Message)
 	}
 }
+
+// BenchmarkDecideSignatures is the cost of a decision whose key authority
+// the verifier answers from its cache (the steady state of the verify path
+// and of admission for known digests), beside the same pod under a static
+// authority.
+func BenchmarkDecideSignatures(b *testing.B) {
+	cosign := verifytest.CosignBinary(b)
+	reg := verifytest.NewRegistry(b)
+	key, pub := verifytest.CosignKey(b, cosign)
+	img := reg.PushImage(b, "app/signed")
+	verifytest.CosignSign(b, cosign, key, img, false)
+	vf := Verification{Verifier: verify.New(verify.Options{})}
+	pod := obj(b, podYAML(img.String()))
+	for _, tc := range []struct {
+		name string
+		cip  *v1beta1.ClusterImagePolicy
+	}{
+		{"static", newCIP("static")},
+		{"key-cached", newCIP("signed", withAuthorities(keyAuth(pub)))},
+		{"key-cached-with-cue-body", newCIP("signed", withAuthorities(keyAuth(pub)), withCUE(`authorityMatches: "release-key": signatures: [...{id: string}]`))},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			p, err := Compile(tc.cip)
+			if err != nil {
+				b.Fatal(err)
+			}
+			set := NewSet([]*CompiledPolicy{p}, nil)
+			opts := Options{Verification: vf}
+			if d := set.Decide(context.Background(), pod, opts); !d.Allowed {
+				b.Fatalf("denied: %s", d.DenyMessage)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				set.Decide(context.Background(), pod, opts)
+			}
+		})
+	}
+}
