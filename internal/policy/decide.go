@@ -414,7 +414,7 @@ func (e setEntry) matcherFor() *matcher {
 // authorities and a body whose input is the same for every image are
 // evaluated once; key and keyless authorities are verified per image, and
 // the body is evaluated again when their authorityMatches differ. recheck
-// is the earliest expiry of a signature verdict the result rests on.
+// is the earliest time a verification's answer may change (Decision.RecheckAt).
 func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in *inputBuilder, vf *Verification) (_ Result, _ fieldErrors, recheck time.Time) {
 	lvl := modeLevel(p.Mode)
 	worst := verdictPass

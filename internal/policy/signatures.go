@@ -174,7 +174,7 @@ type signatureOutcome struct {
 	match   map[string]any // authorityMatches entry on a pass
 	err     string         // the message otherwise
 	errored bool           // no verdict could be reached
-	expires time.Time      // the pass stands until then
+	expires time.Time      // the pass stands until then, or the failure or error may change then
 }
 
 // check verifies ref against the authority with the decision's verifier.
@@ -198,7 +198,11 @@ func (s *signatureAuthority) check(ctx context.Context, vf *Verification, ref st
 	}
 	ev, err := vf.Verifier.Verify(ctx, a, req)
 	if err != nil {
-		return signatureOutcome{err: err.Error(), errored: !verify.ReasonOf(err).Verdict()}
+		o := signatureOutcome{err: err.Error(), errored: !verify.ReasonOf(err).Verdict()}
+		if ve := (*verify.Error)(nil); errors.As(err, &ve) {
+			o.expires = ve.RetryAt
+		}
+		return o
 	}
 	sigs := make([]any, 0, len(ev.Signatures))
 	for _, sg := range ev.Signatures {
@@ -231,7 +235,8 @@ type authorityOutcome struct {
 
 // verifyImage evaluates every authority of p for img, verifying key and
 // keyless ones, so that authorityMatches holds all that passed, as in
-// policy-controller. expires is the earliest expiry of a pass it rests on.
+// policy-controller. expires is the earliest time a verification's answer
+// may change: a pass or a failure expiring, an error's back-off ending.
 func (p *CompiledPolicy) verifyImage(ctx context.Context, vf *Verification, img *parsedImage) (out authorityOutcome, expires time.Time) {
 	ref := img.Image
 	if d, ok := vf.Digests[img.Path]; ok && d != "" {
@@ -249,12 +254,12 @@ func (p *CompiledPolicy) verifyImage(ctx context.Context, vf *Verification, img 
 			continue
 		}
 		o := a.sig.check(ctx, vf, ref)
+		if !o.expires.IsZero() && (expires.IsZero() || o.expires.Before(expires)) {
+			expires = o.expires
+		}
 		switch {
 		case o.match != nil:
 			out.matches[a.name] = o.match
-			if expires.IsZero() || o.expires.Before(expires) {
-				expires = o.expires
-			}
 		default:
 			out.errs[i] = o.err
 			out.errored = out.errored || o.errored

@@ -187,8 +187,11 @@ func TestDecideSignatures(t *testing.T) {
 			if d.Allowed != (tc.want == ResultPass || tc.want == ResultWarn) {
 				t.Errorf("Allowed = %v", d.Allowed)
 			}
-			if tc.want == ResultPass && !d.RecheckAt.After(time.Now()) {
-				t.Errorf("RecheckAt %v: a pass rests on a verdict that expires", d.RecheckAt)
+			switch {
+			case tc.want != ResultError && !d.RecheckAt.After(time.Now()):
+				t.Errorf("RecheckAt %v: a %s rests on a verdict that expires", d.RecheckAt, tc.want)
+			case tc.want == ResultFail && d.RecheckAt.After(time.Now().Add(10*time.Minute)):
+				t.Errorf("RecheckAt %v: later than the failure's expiry (the verifier's FailTTL, 10m)", d.RecheckAt)
 			}
 		})
 	}
@@ -250,6 +253,10 @@ func TestDecideSignaturesRegistryErrors(t *testing.T) {
 	d := decideSigned(t, Compiler{}, obj(t, podYAML(f.legacy.String())), Verification{Verifier: verify.New(verify.Options{})}, cip)
 	if r := d.Results[0]; r.Result != ResultError || !strings.Contains(r.Message, "rate limited (429)") || d.Allowed {
 		t.Fatalf("429: result %s %q allowed %v", r.Result, r.Message, d.Allowed)
+	}
+	// The verifier asks again after its first back-off (1s by default).
+	if now := time.Now(); !d.RecheckAt.After(now) || d.RecheckAt.After(now.Add(2*time.Second)) {
+		t.Errorf("429: RecheckAt %v, want the end of the first back-off, about a second from now", d.RecheckAt)
 	}
 	f.reg.Server.Close()
 	d = decideSigned(t, Compiler{}, obj(t, podYAML(f.legacy.String())), Verification{Verifier: verify.New(verify.Options{})}, cip)

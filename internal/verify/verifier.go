@@ -185,16 +185,21 @@ func cachedCopy(ev *Evidence) *Evidence {
 	return &c
 }
 
-// wrap names the authority and the image in an error.
+// wrap names the authority and the image in an error, and when the cache
+// may answer otherwise (RetryAt). Errors held by the cache are copied, never
+// changed.
 func (v *Verifier) wrap(a *Authority, d name.Digest, err error) error {
 	if err == nil {
 		return nil
 	}
-	var ve *Error
-	if errors.As(err, &ve) {
-		return err
+	var out Error
+	if ve := (*Error)(nil); errors.As(err, &ve) {
+		out = *ve
+	} else {
+		out = Error{Reason: ReasonOf(err), Authority: a.name, Kind: a.kind, Image: d.String(), Err: err}
 	}
-	return &Error{Reason: ReasonOf(err), Authority: a.name, Kind: a.kind, Image: d.String(), Err: err}
+	out.RetryAt = v.cache.until(d.String()+"|"+a.fingerprint, v.opts.Now())
+	return &out
 }
 
 // verify does the registry work and the cryptography of one verification.
