@@ -39,7 +39,7 @@ help: ## Show the targets and what they do.
 # patches in instead.
 manifests: $(CONTROLLER_GEN) ## Generate the CRDs, RBAC (from markers) and webhook configuration (from internal/admission).
 	$(CONTROLLER_GEN) crd paths=./apis/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-role paths=./controllers/... paths=./internal/manager output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-role paths=./controllers/... paths=./internal/manager paths=./internal/policystore output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-reports paths=./internal/manager/reportrbac/wgpolicyk8s output:rbac:artifacts:config=config/rbac/reports
 	$(CONTROLLER_GEN) rbac:roleName=vigil-manager-reports paths=./internal/manager/reportrbac/openreports output:rbac:artifacts:config=config/overlays/openreports/rbac
 	go run ./hack/webhookgen > config/webhook/manifests.yaml

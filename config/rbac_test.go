@@ -63,7 +63,8 @@ var expectedClusterGrants = slices.Concat(
 	// The verify path judges running pods, and namespaces say which are opted in.
 	grants("", []string{"pods", "namespaces"}, readVerbs...),
 	grants("policy.sigstore.dev", []string{"clusterimagepolicies"}, readVerbs...),
-	// The trust roots keyless authorities name.
+	// keyless.trustRootRef names a TrustRoot (cluster-scoped); the policy
+	// store compiles its policies again when it changes.
 	grants("policy.sigstore.dev", []string{"trustroots"}, readVerbs...),
 	grants("policy.sigstore.dev", []string{"clusterimagepolicies/status"}, "get", "patch", "update"),
 	grants("events.k8s.io", []string{"events"}, "create", "patch"),

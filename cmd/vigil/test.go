@@ -14,18 +14,23 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/vigil-dev/vigil/apis/policy/v1alpha1"
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/admission"
 	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/verify"
 )
 
 // testOptions are the flags of `vigil test`.
@@ -35,6 +40,7 @@ type testOptions struct {
 	output        string
 	noMatchPolicy string
 	policyTimeout time.Duration
+	trustRoots    []string
 }
 
 func newTestCommand() *cobra.Command {
@@ -50,7 +56,16 @@ PATH is a file (multi-document YAML or JSON) or a directory, read recursively
 for *.yaml, *.yml and *.json. Both flags may be repeated or take a
 comma-separated list. Documents are numbered from 1 in error messages.
 
-Images are judged as written: tags are not resolved to digests.
+Images are judged as written by static, CUE and Rego policies, which need no
+network. Key and keyless authorities verify signatures in the registries
+(a tag is resolved to its digest first) with the credentials of the local
+Docker configuration (~/.docker/config.json and its credential helpers);
+keyless ones trust the TrustRoots given by --trust-root (named by
+trustRootRef) or, without a trustRootRef, the public-good Sigstore root,
+fetched from its TUF mirror on first use. A verification that cannot be
+done (registry unreachable, access denied, no trust root) is an error
+result, never a pass. key.secretRef cannot be read offline: such a policy
+is bad input.
 
 Only regular files are read (a symlink to one is followed), each at most
 16 MiB; a file with no document (empty, or only comments) is bad input. A
@@ -75,6 +90,7 @@ crashed (a bug to report, never a verdict).`,
 	f.StringSliceVarP(&o.resources, "resource", "r", nil, "file or directory of resources to judge")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.StringVar(&o.noMatchPolicy, "no-match-policy", string(policy.NoMatchDeny), "for images no policy covers: deny, warn or allow")
+	f.StringSliceVar(&o.trustRoots, "trust-root", nil, "TrustRoot file or directory (policy.sigstore.dev/v1alpha1) that keyless.trustRootRef names; sigstoreKeys and repository roots are read offline")
 	f.DurationVar(&o.policyTimeout, "policy-timeout", policy.DefaultPolicyTimeout, "bound on evaluating one policy for one resource; past it the result is error")
 	return cmd
 }
@@ -94,10 +110,16 @@ func (o *testOptions) run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return badInput("invalid --no-match-policy: %v", err)
 	}
-	set, err := loadPolicies(o.policies)
+	compiler, err := testCompiler(o.trustRoots)
 	if err != nil {
 		return err
 	}
+	set, err := loadPolicies(compiler, o.policies)
+	if err != nil {
+		return err
+	}
+	// One verifier for the run, as one per process in the controller.
+	verification := policy.Verification{Verifier: verify.New(verify.Options{}), Keychain: authn.DefaultKeychain, Lane: verify.LaneAdmission}
 	resources, err := loadResources(o.resources)
 	if err != nil {
 		return err
@@ -106,7 +128,7 @@ func (o *testOptions) run(ctx context.Context, out io.Writer) error {
 	report := testReport{Results: []testResult{}}
 	denied := 0
 	for _, r := range resources {
-		d := set.Decide(ctx, r.obj, policy.Options{NoMatchPolicy: noMatch, PolicyTimeout: o.policyTimeout})
+		d := set.Decide(ctx, r.obj, policy.Options{NoMatchPolicy: noMatch, PolicyTimeout: o.policyTimeout, Verification: verification})
 		if !d.Allowed {
 			denied++
 		}
@@ -224,7 +246,7 @@ func (d document) errorf(format string, args ...any) error {
 // needs CUE or Rego, and stop with the process.
 var evaluationWorkers = policy.NewWorkerPool(policy.WorkerPoolOptions{})
 
-func loadPolicies(paths []string) (*policy.Set, error) {
+func loadPolicies(compiler policy.Compiler, paths []string) (*policy.Set, error) {
 	docs, err := readDocuments(paths)
 	if err != nil {
 		return nil, err
@@ -240,7 +262,7 @@ func loadPolicies(paths []string) (*policy.Set, error) {
 			return nil, d.errorf("ClusterImagePolicy %q is also defined in %s, document %d", cip.Name, prev.file, prev.index)
 		}
 		seen[cip.Name] = d
-		p, err := policy.Compiler{Workers: evaluationWorkers}.Compile(cip)
+		p, err := compiler.Compile(cip)
 		if err != nil {
 			return nil, d.errorf("ClusterImagePolicy %q is invalid: %v", cip.Name, err)
 		}
@@ -249,25 +271,83 @@ func loadPolicies(paths []string) (*policy.Set, error) {
 	return policy.NewSet(compiled, nil), nil
 }
 
+// testCompiler compiles policies for vigil test: bodies in the evaluation
+// workers, trustRootRef resolved from the TrustRoot files, the public-good
+// root loaded at the first keyless authority that needs it.
+func testCompiler(trustRootPaths []string) (policy.Compiler, error) {
+	roots := map[string]*verify.TrustRoot{}
+	if len(trustRootPaths) > 0 {
+		docs, err := readDocuments(trustRootPaths)
+		if err != nil {
+			return policy.Compiler{}, err
+		}
+		for _, d := range docs {
+			tr, err := decodeTrustRoot(d)
+			if err != nil {
+				return policy.Compiler{}, err
+			}
+			if _, dup := roots[tr.Name]; dup {
+				return policy.Compiler{}, d.errorf("TrustRoot %q is defined twice", tr.Name)
+			}
+			loaded, err := verify.LoadTrustRoot(tr, verify.TrustRootOptions{})
+			if err != nil {
+				return policy.Compiler{}, d.errorf("%v", err)
+			}
+			roots[tr.Name] = loaded
+		}
+	}
+	publicGood := sync.OnceValues(func() (*verify.TrustRoot, error) {
+		return verify.PublicGoodTrustRoot(verify.TrustRootOptions{})
+	})
+	return policy.Compiler{
+		Workers: evaluationWorkers,
+		TrustRoot: func(name string) (*verify.TrustRoot, error) {
+			if tr, ok := roots[name]; ok {
+				return tr, nil
+			}
+			return nil, fmt.Errorf("trustroot %q is not among the --trust-root files", name)
+		},
+		PublicGoodTrustRoot: publicGood,
+	}, nil
+}
+
+// decodeTrustRoot decodes a TrustRoot strictly.
+func decodeTrustRoot(d document) (*v1alpha1.TrustRoot, error) {
+	var tr v1alpha1.TrustRoot
+	if err := decodeStrict(d, "TrustRoot", []string{"policy.sigstore.dev/v1alpha1"}, &tr, &tr.ObjectMeta); err != nil {
+		return nil, err
+	}
+	return &tr, nil
+}
+
+// decodeStrict decodes d into obj, a kind of one of apiVersions with a
+// name: an unknown field is an error.
+func decodeStrict(d document, kind string, apiVersions []string, obj any, meta *metav1.ObjectMeta) error {
+	if d.kind != kind || !slices.Contains(apiVersions, d.apiVersion) {
+		return d.errorf("expected a %s (%s), got %s", kind, strings.Join(apiVersions, " or "), describeKind(d))
+	}
+	strict, err := sigsjson.UnmarshalStrict(d.json, obj)
+	if err == nil && len(strict) > 0 {
+		err = errors.Join(strict...)
+	}
+	if err != nil {
+		return d.errorf("%s: %s", kind, plainError(err))
+	}
+	if meta.Name == "" {
+		return d.errorf("%s has no metadata.name", kind)
+	}
+	return nil
+}
+
 var policyAPIVersions = []string{"policy.sigstore.dev/v1alpha1", "policy.sigstore.dev/v1beta1"}
 
 // decodePolicy decodes a ClusterImagePolicy strictly, as policy-controller's
 // webhook and policy-tester do: an unknown field is an error. v1alpha1 and
 // v1beta1 have the same schema.
 func decodePolicy(d document) (*v1beta1.ClusterImagePolicy, error) {
-	if d.kind != "ClusterImagePolicy" || !slices.Contains(policyAPIVersions, d.apiVersion) {
-		return nil, d.errorf("expected a ClusterImagePolicy (%s), got %s", strings.Join(policyAPIVersions, " or "), describeKind(d))
-	}
 	var cip v1beta1.ClusterImagePolicy
-	strict, err := sigsjson.UnmarshalStrict(d.json, &cip)
-	if err == nil && len(strict) > 0 {
-		err = errors.Join(strict...)
-	}
-	if err != nil {
-		return nil, d.errorf("ClusterImagePolicy: %s", plainError(err))
-	}
-	if cip.Name == "" {
-		return nil, d.errorf("ClusterImagePolicy has no metadata.name")
+	if err := decodeStrict(d, "ClusterImagePolicy", policyAPIVersions, &cip, &cip.ObjectMeta); err != nil {
+		return nil, err
 	}
 	return &cip, nil
 }

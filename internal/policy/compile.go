@@ -8,10 +8,12 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/verify"
 )
 
 // ReasonBodyUnavailable: the policy body (configMapRef or remote) could not be
@@ -76,6 +78,17 @@ type Compiler struct {
 	// past its deadline is abandoned and runs on, and a policy that
 	// explodes for one object's shape can crash the process.
 	Workers *WorkerPool
+	// Secret reads a Secret of Vigil's namespace, for key.secretRef; nil
+	// means none can be read and such policies are not ready.
+	Secret func(name string) (*corev1.Secret, error)
+	// TrustRoot reads a TrustRoot, for keyless.trustRootRef; nil means none
+	// can be read and such policies are not ready.
+	TrustRoot func(name string) (*verify.TrustRoot, error)
+	// PublicGoodTrustRoot gives the public-good Sigstore root for keyless
+	// authorities without a trustRootRef. It is called at evaluation, until
+	// it succeeds; the caller memoizes it (one TUF client per process).
+	// Nil: such authorities give an error result.
+	PublicGoodTrustRoot func() (*verify.TrustRoot, error)
 }
 
 // Compile validates and compiles a policy with the zero Compiler.
@@ -111,6 +124,9 @@ type CompiledPolicy struct {
 	authErrs    []string
 	authReason  string // authErrs joined, as messages give them
 	authErrored bool
+	// signatures: some authority is key or keyless, so the outcome of the
+	// authorities depends on the image and is found at each decision.
+	signatures bool
 	// cache holds body results by input hash.
 	cache *resultCache
 	// typ is the body's type for Observer: cue, rego or static.
@@ -130,6 +146,8 @@ type authority struct {
 	name string
 	// static is nil for key and keyless authorities.
 	static *v1beta1.StaticRef
+	// sig is the key or keyless authority, nil for static ones.
+	sig *signatureAuthority
 }
 
 // matcher decides whether a policy applies to an object and an image.
@@ -211,11 +229,19 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		cache:      newResultCache(resultCacheSize),
 		report:     fields,
 	}
-	for _, a := range spec.Authorities {
-		p.authorities = append(p.authorities, authority{name: a.Name, static: a.Static})
+	for i := range spec.Authorities {
+		a := &spec.Authorities[i]
+		au := authority{name: a.Name, static: a.Static}
+		if a.Static == nil {
+			if au.sig, err = c.compileSignatureAuthority(cip.Name, i, a); err != nil {
+				return nil, err
+			}
+			p.signatures = true
+		}
+		p.authorities = append(p.authorities, au)
 	}
 	p.passed, p.authErrs, p.authErrored = p.authorityOutcome()
-	p.authReason = strings.Join(p.authErrs, " ")
+	p.authReason = joinReasons(p.authErrs)
 	p.matches = make(map[string]any, len(p.passed))
 	for _, n := range p.passed {
 		p.matches[n] = map[string]any{"static": true}

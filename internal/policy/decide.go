@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -255,6 +256,7 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 	// When the errors come from one result, the denial is its message.
 	contributors, lastMessage := 0, ""
 	var matchedBuf [16]*parsedImage
+	var recheck time.Time
 	for _, e := range s.entries {
 		m := e.matcherFor()
 		if !m.appliesTo(obj) {
@@ -282,7 +284,11 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 				covered[img.at] = true
 			}
 			if e.compiled != nil {
-				r, errs = e.compiled.judge(&b, obj, matched, in)
+				var at time.Time
+				r, errs, at = e.compiled.judge(&b, obj, matched, in, &opts.Verification)
+				if !at.IsZero() && (recheck.IsZero() || at.Before(recheck)) {
+					recheck = at
+				}
 			} else {
 				r, errs = e.broken.judge(obj, matched)
 			}
@@ -321,6 +327,7 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 		Results:     results,
 		DenyMessage: deny,
 		Warnings:    all.filter(levelWarning).lines(),
+		RecheckAt:   recheck,
 	}
 }
 
@@ -403,19 +410,32 @@ func (e setEntry) matcherFor() *matcher {
 	return &e.broken.matcher
 }
 
-// judge evaluates a compiled policy for the images it matched. The body's
-// input is the same for every image: it is evaluated once, and its
-// findings are collected once.
-func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in *inputBuilder) (Result, fieldErrors) {
+// judge evaluates a compiled policy for the images it matched. Static
+// authorities and a body whose input is the same for every image are
+// evaluated once; key and keyless authorities are verified per image, and
+// the body is evaluated again when their authorityMatches differ. recheck
+// is the earliest time a verification's answer may change (Decision.RecheckAt).
+func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in *inputBuilder, vf *Verification) (_ Result, _ fieldErrors, recheck time.Time) {
 	lvl := modeLevel(p.Mode)
 	worst := verdictPass
 	var errs fieldErrors
 	var findings []finding
 	var body bodyResult
 	var bodyReason string
+	var bodyFor []byte // the authorityMatches the body was evaluated with
 	evaluated, bodyExplained := false, false
+	static := authorityOutcome{passed: len(p.passed) > 0, matches: p.matches, matchesJSON: p.matchesJSON,
+		errs: p.authErrs, reason: p.authReason, errored: p.authErrored}
 	for _, img := range images {
 		v, reason, fs := verdictPass, "", []finding(nil)
+		out := &static
+		if p.signatures && img.parseErr == nil && len(p.authorities) > 0 {
+			o, exp := p.verifyImage(b.ctx, vf, img)
+			out = &o
+			if !exp.IsZero() && (recheck.IsZero() || exp.Before(recheck)) {
+				recheck = exp
+			}
+		}
 		switch {
 		case img.parseErr != nil:
 			v, reason = verdictError, "could not parse reference: "+img.Image
@@ -423,19 +443,22 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 		case len(p.authorities) == 0:
 			v, reason = verdictFail, "policy has no authorities, so no image can satisfy it"
 			fs = []finding{{where: img.where(), phrase: "the policy has no authorities, so no image can satisfy it", custom: true}}
-		case len(p.passed) == 0:
-			v, reason = verdictFail, p.authReason
-			if p.authErrored {
+		case !out.passed:
+			v, reason = verdictFail, out.reason
+			if out.errored {
 				v = verdictError
 			}
-			fs = p.authorityFindings(img)
+			fs = p.authorityFindings(img, out)
 		case p.body != nil:
-			if !evaluated {
+			if !evaluated || !bytes.Equal(bodyFor, out.matchesJSON) {
+				in.cur = out
 				body = p.evaluateBody(b, in)
+				in.cur = nil
+				bodyReason = ""
 				if body.err != nil {
 					bodyReason = body.err.Error()
 				}
-				evaluated = true
+				evaluated, bodyFor = true, out.matchesJSON
 			}
 			if body.err != nil {
 				v, reason = verdictFail, bodyReason
@@ -468,11 +491,11 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 	p.report.stamp(&r)
 	if worst == verdictPass {
 		r.Explanation = in.satisfies(p.Name)
-		return r, nil
+		return r, nil, recheck
 	}
 	r.Message = errs.Error()
 	r.Explanation = explainFindings(findings, body.omitted, in.subject(), p.Name)
-	return r, errs
+	return r, errs, recheck
 }
 
 // evaluateBody evaluates the policy's body for the object, within b; CUE's
@@ -517,17 +540,18 @@ func (p *CompiledPolicy) bodyType() string {
 	return "CUE"
 }
 
-// authorityOutcome evaluates the authorities, which for static ones does not
-// depend on the image: the names that passed, the errors of the others and
-// whether any could not be evaluated.
+// authorityOutcome evaluates the static authorities, which do not depend
+// on the image: the names that passed and the errors of the others, one
+// per authority ("" for those that passed). Key and keyless authorities are
+// left to verifyImage.
 func (p *CompiledPolicy) authorityOutcome() (passed, errs []string, errored bool) {
 	for _, a := range p.authorities {
 		switch {
 		case a.static == nil:
-			errs = append(errs, fmt.Sprintf("authority %s: key/keyless authorities are not supported yet", a.name))
-			errored = true
+			errs = append(errs, "")
 		case a.static.Action == v1beta1.StaticActionPass:
 			passed = append(passed, a.name)
+			errs = append(errs, "")
 		default:
 			errs = append(errs, "disallowed by static policy: "+a.static.Message)
 		}
@@ -535,13 +559,16 @@ func (p *CompiledPolicy) authorityOutcome() (passed, errs []string, errored bool
 	return passed, errs, errored
 }
 
-func (p *CompiledPolicy) authorityFindings(img *parsedImage) []finding {
+func (p *CompiledPolicy) authorityFindings(img *parsedImage, out *authorityOutcome) []finding {
 	var fs []finding
-	for _, a := range p.authorities {
+	for i, a := range p.authorities {
 		f := finding{where: img.where(), custom: true}
 		switch {
 		case a.static == nil:
-			f.phrase = fmt.Sprintf("authority %s needs signature verification (key or keyless), which Vigil does not support yet", a.name)
+			if i >= len(out.errs) || out.errs[i] == "" {
+				continue
+			}
+			f.phrase = out.errs[i]
 		case a.static.Message != "":
 			f.phrase = a.static.Message
 		default:

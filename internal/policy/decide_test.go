@@ -95,11 +95,12 @@ func TestAuthorities(t *testing.T) {
 		{"static pass", []v1beta1.Authority{pass}, ResultPass, ""},
 		{"static fail", []v1beta1.Authority{fail}, ResultFail, "nginx disallowed by static policy: nope"},
 		{"any authority suffices", []v1beta1.Authority{fail, pass}, ResultPass, ""},
-		{"key is not a pass", []v1beta1.Authority{key}, ResultError, "key/keyless authorities are not supported yet"},
-		{"keyless is not a pass", []v1beta1.Authority{keyless}, ResultError, "authority authority-0: key/keyless authorities are not supported yet"},
+		{"KMS is not supported", []v1beta1.Authority{key}, ResultError, "nginx authority authority-0: key.kms gcpkms://k: KMS keys are not supported yet"},
+		{"keyless without a verifier is an error", []v1beta1.Authority{keyless}, ResultError,
+			"nginx signature keyless validation failed for authority authority-0 for nginx: no signature verifier is configured"},
 		{"keyless or static pass", []v1beta1.Authority{keyless, pass}, ResultPass, ""},
 		{"static fail or unknown is unknown", []v1beta1.Authority{fail, keyless}, ResultError,
-			"nginx disallowed by static policy: nope authority authority-1: key/keyless authorities are not supported yet"},
+			"nginx disallowed by static policy: nope signature keyless validation failed for authority authority-1 for nginx: no signature verifier is configured"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

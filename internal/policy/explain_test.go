@@ -88,7 +88,7 @@ func TestExplanationsOfAuthorities(t *testing.T) {
 			`container "c0" (nginx) fails p: images from Docker Hub are not allowed`},
 		{"static without message", staticAuth("fail", ""), `container "c0" (nginx) fails p: static authority authority-0 disallows the image`},
 		{"keyless", v1beta1.Authority{Keyless: &v1beta1.KeylessRef{Identities: []v1beta1.Identity{{Issuer: "i", Subject: "s"}}}},
-			`container "c0" (nginx) fails p: authority authority-0 needs signature verification (key or keyless), which Vigil does not support yet`},
+			`container "c0" (nginx) fails p: signature keyless validation failed for authority authority-0 for nginx: no signature verifier is configured`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

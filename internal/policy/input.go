@@ -27,6 +27,10 @@ type inputBuilder struct {
 	metaDone    bool
 	typeMeta    map[string]any
 
+	// cur, when set, is the outcome of the authorities for the image whose
+	// body is being evaluated; otherwise the policy's static outcome.
+	cur *authorityOutcome
+
 	// whole JSON of the metadata, spec and typemeta parts, on first use.
 	wholeJSON [3][]byte
 }
@@ -69,6 +73,9 @@ var inputKeys = [...]string{"authorityMatches", "metadata", "spec", "typemeta"}
 func (b *inputBuilder) part(p *CompiledPolicy, key string) (any, bool) {
 	switch key {
 	case "authorityMatches":
+		if b.cur != nil {
+			return b.cur.matches, true
+		}
 		return p.matches, true
 	case "metadata":
 		if !p.includeMeta {
@@ -134,7 +141,11 @@ func (b *inputBuilder) build(p *CompiledPolicy) evalInput {
 		start := len(buf)
 		switch {
 		case i == 0 && (q == nil || q.kind == projWhole):
-			buf = append(buf, p.matchesJSON...)
+			if b.cur != nil {
+				buf = append(buf, b.cur.matchesJSON...)
+			} else {
+				buf = append(buf, p.matchesJSON...)
+			}
 		case q != nil && q.kind != projWhole:
 			buf = appendProjected(buf, v, q)
 		default: // the whole part, written once per decision

@@ -7,14 +7,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/vigil-dev/vigil/apis/policy/v1alpha1"
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/policy"
 )
@@ -31,7 +35,12 @@ type Store struct {
 	entries map[string]entry
 	// latest is the uid and generation of the last Apply of each policy:
 	// a compilation that finishes after a newer one started is dropped.
-	latest    map[string]version
+	latest map[string]version
+	// cips are the policies last applied, refs the Secrets and TrustRoots
+	// each names: a change of one compiles its policies again (Refresh).
+	cips      map[string]*v1beta1.ClusterImagePolicy
+	refs      map[string][]Ref
+	epoch     uint64
 	listeners []func(name string)
 
 	set    atomic.Pointer[policy.Set]
@@ -42,6 +51,7 @@ type Store struct {
 type entry struct {
 	uid        string
 	generation int64
+	epoch      uint64 // of the references' last change that compiled it
 	compiled   *policy.CompiledPolicy
 	broken     *policy.BrokenPolicy
 	// failures counts the transient compile errors of this generation in a
@@ -53,6 +63,7 @@ type entry struct {
 type version struct {
 	uid        string
 	generation int64
+	epoch      uint64
 }
 
 // Default backoff of compiling again a policy whose compile error is
@@ -67,7 +78,8 @@ const (
 // New returns an empty store whose policies compile with c.
 func New(c policy.Compiler) *Store {
 	s := &Store{compile: c.Compile, retryBase: defaultRetryBase, retryMax: defaultRetryMax,
-		entries: map[string]entry{}, latest: map[string]version{}, synced: make(chan struct{})}
+		entries: map[string]entry{}, latest: map[string]version{},
+		cips: map[string]*v1beta1.ClusterImagePolicy{}, refs: map[string][]Ref{}, synced: make(chan struct{})}
 	s.set.Store(policy.NewSet(nil, nil))
 	return s
 }
@@ -81,16 +93,28 @@ func (s *Store) Set() *policy.Set { return s.set.Load() }
 // compile error (a compile limit hit, perhaps only because the replica was
 // busy) is not final: the same generation is compiled again after a backoff.
 func (s *Store) Apply(cip *v1beta1.ClusterImagePolicy) error {
-	return s.apply(cip, false)
+	return s.apply(cip, false, false)
 }
 
 // apply compiles cip; retry: even if this generation was compiled, as long
-// as its error was transient.
-func (s *Store) apply(cip *v1beta1.ClusterImagePolicy, retry bool) error {
+// as its error was transient; force: a Secret or TrustRoot it names changed.
+func (s *Store) apply(cip *v1beta1.ClusterImagePolicy, retry, force bool) error {
 	v := version{uid: string(cip.UID), generation: cip.Generation}
 	s.mu.Lock()
 	old, ok := s.entries[cip.Name]
-	same := ok && old.generation == v.generation && old.uid == v.uid
+	if ok && old.generation == v.generation && old.uid == v.uid {
+		v.epoch = old.epoch
+	}
+	if force {
+		if l, ok := s.latest[cip.Name]; !ok || l.uid != v.uid || l.generation != v.generation {
+			s.mu.Unlock()
+			return nil // replaced or removed since Refresh read it
+		}
+		s.epoch++
+		v.epoch = s.epoch
+	}
+	s.cips[cip.Name], s.refs[cip.Name] = cip, refsOf(cip)
+	same := ok && old.generation == v.generation && old.uid == v.uid && old.epoch == v.epoch
 	if same && (!retry || !transient(old.err())) {
 		s.mu.Unlock()
 		return old.err()
@@ -108,7 +132,7 @@ func (s *Store) apply(cip *v1beta1.ClusterImagePolicy, retry bool) error {
 	s.latest[cip.Name] = v
 	s.mu.Unlock()
 
-	e := entry{uid: v.uid, generation: v.generation}
+	e := entry{uid: v.uid, generation: v.generation, epoch: v.epoch}
 	p, err := s.compile(cip)
 	if err != nil {
 		e.broken = policy.NewBrokenPolicy(cip, err)
@@ -130,7 +154,7 @@ func (s *Store) apply(cip *v1beta1.ClusterImagePolicy, retry bool) error {
 		if ok && old.uid == e.uid && old.generation == e.generation {
 			e.failures = old.failures + 1
 		}
-		e.retry = time.AfterFunc(s.backoff(e.failures), func() { _ = s.apply(cip, true) })
+		e.retry = time.AfterFunc(s.backoff(e.failures), func() { _ = s.apply(cip, true, false) })
 	}
 	s.entries[cip.Name] = e
 	s.publishLocked()
@@ -162,6 +186,8 @@ func (s *Store) Remove(name string) {
 	e, ok := s.entries[name]
 	delete(s.entries, name)
 	delete(s.latest, name)
+	delete(s.cips, name)
+	delete(s.refs, name)
 	if ok {
 		if e.retry != nil {
 			e.retry.Stop()
@@ -174,6 +200,42 @@ func (s *Store) Remove(name string) {
 		for _, l := range listeners {
 			l(name)
 		}
+	}
+}
+
+// Ref names a Secret (key.secretRef, in Vigil's namespace) or a TrustRoot
+// (trustRootRef) that a policy's compilation reads.
+type Ref struct {
+	Kind string // "Secret" or "TrustRoot"
+	Name string
+}
+
+func refsOf(cip *v1beta1.ClusterImagePolicy) []Ref {
+	var refs []Ref
+	for _, a := range cip.Spec.Authorities {
+		if a.Key != nil && a.Key.SecretRef != nil {
+			refs = append(refs, Ref{"Secret", a.Key.SecretRef.Name})
+		}
+		if a.Keyless != nil && a.Keyless.TrustRootRef != "" {
+			refs = append(refs, Ref{"TrustRoot", a.Keyless.TrustRootRef})
+		}
+	}
+	return refs
+}
+
+// Refresh compiles again the policies that name ref, whose content changed
+// (or which appeared or went away).
+func (s *Store) Refresh(ref Ref) {
+	s.mu.Lock()
+	var cips []*v1beta1.ClusterImagePolicy
+	for n, refs := range s.refs {
+		if slices.Contains(refs, ref) {
+			cips = append(cips, s.cips[n])
+		}
+	}
+	s.mu.Unlock()
+	for _, cip := range cips {
+		_ = s.apply(cip, false, true)
 	}
 }
 
@@ -241,6 +303,10 @@ func (s *Store) publishLocked() {
 type Watcher struct {
 	Store *Store
 	Cache cache.Cache
+	// Namespace, when set, is Vigil's namespace: its Secrets and the
+	// TrustRoots are watched too, and a change of one compiles again the
+	// policies that name it (their compiler reads them through Resolvers).
+	Namespace string
 }
 
 // NeedLeaderElection is false: the webhook on every replica needs the policies.
@@ -268,7 +334,23 @@ func (w *Watcher) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch ClusterImagePolicies: %w", err)
 	}
-	if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+	synced := []toolscache.InformerSynced{reg.HasSynced}
+	if w.Namespace != "" {
+		for _, ref := range []struct {
+			obj      client.Object
+			kind, ns string
+		}{{&corev1.Secret{}, "Secret", w.Namespace}, {&v1alpha1.TrustRoot{}, "TrustRoot", ""}} {
+			inf, err := w.Cache.GetInformer(ctx, ref.obj)
+			if err != nil {
+				return fmt.Errorf("watch %ss: %w", ref.kind, err)
+			}
+			if err := w.refreshOn(inf, ref.kind, ref.ns); err != nil {
+				return fmt.Errorf("watch %ss: %w", ref.kind, err)
+			}
+			synced = append(synced, inf.HasSynced)
+		}
+	}
+	if !toolscache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // stopping
 	}
 	w.Store.MarkSynced()

@@ -118,7 +118,7 @@ func (v *Verifier) VerifyAttestations(ctx context.Context, a *Authority, req Req
 			}
 		}
 		if len(out.ByType[pt]) == 0 {
-			return nil, v.wrap(checkAttestation, a, ev.Image, failure(ReasonNoAttestations,
+			return nil, v.wrap(checkAttestation, a, ev.Image, ev.ExpiresAt, failure(ReasonNoAttestations,
 				"no matching attestations with type %s, checked the following predicateTypes: %q", pt, strings.Join(seenTypes(ev.Attestations), ", ")))
 		}
 	}

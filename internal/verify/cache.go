@@ -121,6 +121,23 @@ func (c *cache[T]) store(key string, now time.Time, ev T, err error) T {
 	return ev
 }
 
+// until is when the answer cached for key may change: the end of an error's
+// back-off, else the expiry of the verdict; zero when nothing is cached.
+func (c *cache[T]) until(key string, now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, found := c.lru.Peek(key)
+	switch {
+	case !found:
+		return time.Time{}
+	case e.lastErr != nil && now.Before(e.retryAt):
+		return e.retryAt
+	case e.verdictValid(now):
+		return e.verdictExpires
+	}
+	return time.Time{}
+}
+
 func (c *cache[T]) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -60,6 +61,10 @@ type Error struct {
 	Kind      string // "key" or "keyless"
 	Image     string // the image as judged: repository@digest when resolved
 	Err       error
+	// RetryAt is when verifying again may give another answer: the expiry
+	// of a cached failure, or the end of an error's back-off. Zero when
+	// unknown (the image could not be resolved).
+	RetryAt time.Time
 }
 
 func (e *Error) Error() string {

@@ -2,10 +2,6 @@ package verify
 
 import (
 	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,89 +10,36 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+
 	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
-// testRegistry is go-containerregistry's in-memory registry on a loopback
-// port, behind a switch that can demand basic auth for repositories under
-// private/, answer 429, or refuse HEAD.
+// testRegistry is verifytest's registry under the names this package's
+// tests use.
 type testRegistry struct {
-	srv      *httptest.Server
+	*verifytest.Registry
 	host     string
-	mode     atomic.Value // "", "429", "nohead"
-	requests atomic.Int64
-	gate     atomic.Pointer[chan struct{}] // when set, requests wait for it to close
+	mode     *atomic.Value // "", "429", "nohead"
+	requests *atomic.Int64
 }
 
-const testUser, testPassword = "reader", "s3cret"
+const testUser, testPassword = verifytest.User, verifytest.Password
 
 func newTestRegistry(t testing.TB) *testRegistry {
-	t.Helper()
-	r := &testRegistry{}
-	r.mode.Store("")
-	inner := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		r.requests.Add(1)
-		if g := r.gate.Load(); g != nil {
-			<-*g
-		}
-		user, pass, hasAuth := req.BasicAuth()
-		authed := hasAuth && user == testUser && pass == testPassword
-		switch {
-		case r.mode.Load() == "429":
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
-		case r.mode.Load() == "nohead" && req.Method == http.MethodHead && strings.Contains(req.URL.Path, "/manifests/"):
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			return
-		case req.URL.Path == "/v2/" && !authed,
-			strings.HasPrefix(req.URL.Path, "/v2/private/") && !authed:
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		inner.ServeHTTP(w, req)
-	}))
-	t.Cleanup(r.srv.Close)
-	r.host = strings.TrimPrefix(r.srv.URL, "http://")
-	return r
+	r := verifytest.NewRegistry(t)
+	return &testRegistry{Registry: r, host: r.Host, mode: &r.Mode, requests: &r.Requests}
 }
 
 // pushImage pushes a random image and returns its digest reference.
-func (r *testRegistry) pushImage(t testing.TB, repo string) name.Digest {
-	t.Helper()
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag, err := name.NewTag(r.host + "/" + repo + ":latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(tag, img, remote.WithAuthFromKeychain(r.keychain())); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tag.Context().Digest(d.String())
-}
+func (r *testRegistry) pushImage(t testing.TB, repo string) name.Digest { return r.PushImage(t, repo) }
 
 // keychain holds the registry's credentials.
 func (r *testRegistry) keychain() authn.Keychain { return staticKeychain{} }
 
-type staticKeychain struct{}
+type staticKeychain = verifytest.Keychain
 
-func (staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
-	return authn.FromConfig(authn.AuthConfig{Username: testUser, Password: testPassword}), nil
-}
-
-// cosignBinary is the real cosign CLI built by `make tools`.
 func cosignBinary(t testing.TB) string { return verifytest.FindCosign(t).Bin }
 
 // cosignKey generates a key pair with the real cosign CLI and returns the
@@ -150,16 +93,7 @@ func attachReferrer(t testing.TB, d name.Digest, repo name.Repository, bundleJSO
 // copySignatures copies the .sig manifest of from to the signature tag of
 // to in repo (with prefix), as a registry-side tamper or a relocation would.
 func copySignatures(t testing.TB, from, to name.Digest, repo name.Repository, prefix string) {
-	t.Helper()
-	src := from.Context().Tag(strings.Replace(from.DigestStr(), ":", "-", 1) + ".sig")
-	img, err := remote.Image(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := repo.Tag(prefix + strings.Replace(to.DigestStr(), ":", "-", 1) + ".sig")
-	if err := remote.Write(dst, img); err != nil {
-		t.Fatal(err)
-	}
+	verifytest.CopySignatures(t, from, to, repo, prefix)
 }
 
 // fakeClock is a settable clock.
@@ -254,12 +188,7 @@ func expectReason(t *testing.T, err error, want Reason, a *Authority, d name.Dig
 }
 
 // hold makes the registry's requests wait until the returned func runs.
-func (r *testRegistry) hold() (release func()) {
-	g := make(chan struct{})
-	r.gate.Store(&g)
-	var once sync.Once
-	return func() { once.Do(func() { close(g) }) }
-}
+func (r *testRegistry) hold() (release func()) { return r.Hold() }
 
 func mustDigest(t testing.TB, s string) name.Digest {
 	t.Helper()
@@ -270,14 +199,7 @@ func mustDigest(t testing.TB, s string) name.Digest {
 	return d
 }
 
-func newVirtualSigstore(t testing.TB) *ca.VirtualSigstore {
-	t.Helper()
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vs
-}
+func newVirtualSigstore(t testing.TB) *ca.VirtualSigstore { return verifytest.NewVirtualSigstore(t) }
 
 // keylessImages: a VirtualSigstore and two images it signed for ciSubject
 // and ciIssuer, one in the legacy layout and one as a bundle.

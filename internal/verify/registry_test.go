@@ -31,7 +31,7 @@ func TestRegistryFailures(t *testing.T) {
 	})
 	t.Run("registry down", func(t *testing.T) {
 		reg, a, d := keylessFixture(t)
-		reg.srv.Close()
+		reg.Server.Close()
 		_, err := New(Options{}).Verify(context.Background(), a, Request{Image: d.String()})
 		expectReason(t, err, ReasonRegistryUnreachable, a, d, "registry "+reg.host+": unreachable")
 	})

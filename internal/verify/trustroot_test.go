@@ -27,49 +27,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1alpha1"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
-// sigstoreKeysOf writes a VirtualSigstore's Fulcio chain, Rekor and CT log
-// keys and TSA chain as a TrustRoot's sigstoreKeys, PEM as policy-controller
-// holds them (intermediates or leaf first, the root last).
 func sigstoreKeysOf(t testing.TB, name string, vs *ca.VirtualSigstore) *v1alpha1.TrustRoot {
-	t.Helper()
-	pemOf := func(certs ...*x509.Certificate) []byte {
-		var b []byte
-		for _, c := range certs {
-			p, err := cryptoutils.MarshalCertificateToPEM(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b = append(b, p...)
-		}
-		return b
-	}
-	logs := func(m map[string]*root.TransparencyLog, url string) []v1alpha1.TransparencyLogInstance {
-		var out []v1alpha1.TransparencyLogInstance
-		for _, l := range m {
-			p, err := cryptoutils.MarshalPublicKeyToPEM(l.PublicKey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, v1alpha1.TransparencyLogInstance{BaseURL: url, HashAlgorithm: "sha256", PublicKey: p})
-		}
-		return out
-	}
-	fulcio := vs.FulcioCertificateAuthorities()[0].(*root.FulcioCertificateAuthority)
-	tsa := vs.TimestampingAuthorities()[0].(*root.SigstoreTimestampingAuthority)
-	dn := v1alpha1.DistinguishedName{Organization: "example", CommonName: "virtual"}
-	return &v1alpha1.TrustRoot{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: v1alpha1.TrustRootSpec{SigstoreKeys: &v1alpha1.SigstoreKeys{
-			CertificateAuthorities: []v1alpha1.CertificateAuthority{{Subject: dn, URI: "https://fulcio.example.com",
-				CertChain: pemOf(append(append([]*x509.Certificate{}, fulcio.Intermediates...), fulcio.Root)...)}},
-			TLogs:  logs(vs.RekorLogs(), "https://rekor.example.com"),
-			CTLogs: logs(vs.CTLogs(), "https://ctfe.example.com"),
-			TimeStampAuthorities: []v1alpha1.CertificateAuthority{{Subject: dn, URI: "https://tsa.example.com",
-				CertChain: pemOf(append(append([]*x509.Certificate{tsa.Leaf}, tsa.Intermediates...), tsa.Root)...)}},
-		}},
-	}
+	return verifytest.SigstoreKeysOf(t, name, vs)
 }
 
 func mustLoadTrustRoot(t testing.TB, tr *v1alpha1.TrustRoot, opts TrustRootOptions) *TrustRoot {

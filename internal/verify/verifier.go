@@ -178,12 +178,18 @@ func verifyCached[T verdict[T]](ctx context.Context, v *Verifier, c *cache[T], c
 		return none, err
 	}
 	key := d.String() + "|" + a.fingerprint
+	failed := func(err error) error {
+		if err == nil {
+			return nil
+		}
+		return v.wrap(check, a, d, c.until(key, v.opts.Now()), err)
+	}
 	if ev, err, ok := c.lookup(key, v.opts.Now(), req.Refresh); ok {
 		v.opts.Observer.CacheLookup(true)
 		if ev != none {
 			ev = ev.asCached()
 		}
-		return ev, v.wrap(check, a, d, err)
+		return ev, failed(err)
 	}
 	flight := check + "|" + key
 	if req.Refresh {
@@ -210,22 +216,27 @@ func verifyCached[T verdict[T]](ctx context.Context, v *Verifier, c *cache[T], c
 		if r.Err != nil {
 			ev = none
 		}
-		return ev, v.wrap(check, a, d, r.Err)
+		return ev, failed(r.Err)
 	case <-ctx.Done():
-		return none, v.wrap(check, a, d, &classified{reason: ReasonTimeout, err: fmt.Errorf("verification did not finish in time: %w", ctx.Err())})
+		return none, failed(&classified{reason: ReasonTimeout, err: fmt.Errorf("verification did not finish in time: %w", ctx.Err())})
 	}
 }
 
-// wrap names the authority and the image in an error.
-func (v *Verifier) wrap(check string, a *Authority, d name.Digest, err error) error {
+// wrap names the authority and the image in an error, and says when the
+// cache may answer otherwise (retryAt). Errors held by the cache are
+// copied, never changed.
+func (v *Verifier) wrap(check string, a *Authority, d name.Digest, retryAt time.Time, err error) error {
 	if err == nil {
 		return nil
 	}
-	var ve *Error
-	if errors.As(err, &ve) {
-		return err
+	var out Error
+	if ve := (*Error)(nil); errors.As(err, &ve) {
+		out = *ve
+	} else {
+		out = Error{Reason: ReasonOf(err), Check: check, Authority: a.name, Kind: a.kind, Image: d.String(), Err: err}
 	}
-	return &Error{Reason: ReasonOf(err), Check: check, Authority: a.name, Kind: a.kind, Image: d.String(), Err: err}
+	out.RetryAt = retryAt
+	return &out
 }
 
 // verify does the registry work and the cryptography of one verification.

@@ -64,7 +64,8 @@ func Statement(t testing.TB, d name.Digest, statementType, predicateType string,
 // SignKeylessLegacy signs d with a VirtualSigstore certificate for
 // (subject, issuer) and writes the signature the way cosign lays out a
 // keyless legacy signature: payload layer, certificate, chain and Rekor bundle.
-func SignKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer string) {
+// opts give the registry's credentials when it needs them.
+func SignKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer string, opts ...remote.Option) {
 	t.Helper()
 	payload := SimpleSigningPayload(d)
 	e, err := vs.Sign(subject, issuer, payload)
@@ -93,7 +94,7 @@ func SignKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subj
 		t.Fatal(err)
 	}
 	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
-	if err := remote.Write(tag, img); err != nil {
+	if err := remote.Write(tag, img, opts...); err != nil {
 		t.Fatal(err)
 	}
 }

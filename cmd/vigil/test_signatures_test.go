@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
+)
+
+const (
+	testIssuer  = "https://token.actions.example.com"
+	testSubject = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
+)
+
+// signaturePolicyYAML is a ClusterImagePolicy with one authority.
+func signaturePolicyYAML(t *testing.T, name string, a v1beta1.Authority) string {
+	t.Helper()
+	cip := v1beta1.ClusterImagePolicy{Spec: v1beta1.ClusterImagePolicySpec{
+		Images: []v1beta1.ImagePattern{{Glob: "**"}}, Authorities: []v1beta1.Authority{a}}}
+	cip.APIVersion, cip.Kind, cip.Name = "policy.sigstore.dev/v1beta1", "ClusterImagePolicy", name
+	out, err := yaml.Marshal(cip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func podWith(image name.Digest) string {
+	return "apiVersion: v1\nkind: Pod\nmetadata: {name: app}\nspec:\n  containers:\n  - {name: app, image: " + image.String() + "}\n"
+}
+
+// vigil test verifies key signatures written by cosign and keyless ones
+// against a --trust-root file, with the local Docker configuration's
+// credentials; what cannot be verified is an error result.
+func TestVigilTestSignatures(t *testing.T) {
+	cosign := verifytest.CosignBinary(t)
+	reg := verifytest.NewRegistry(t)
+	key, pub := verifytest.CosignKey(t, cosign)
+	privateSigs := reg.Host + "/private/sigs"
+	signed := reg.PushImage(t, "app/signed")
+	verifytest.CosignSign(t, cosign, key, signed, false, "COSIGN_REPOSITORY="+privateSigs)
+	unsigned := reg.PushImage(t, "app/unsigned")
+	vs := verifytest.NewVirtualSigstore(t)
+	keyless := reg.PushImage(t, "app/keyless")
+	verifytest.SignKeylessLegacy(t, vs, keyless, testSubject, testIssuer)
+
+	// The registry's credentials in a Docker configuration of its own.
+	dockerDir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(verifytest.User + ":" + verifytest.Password))
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{reg.Host: map[string]string{"auth": auth}}})
+	writeFile(t, dockerDir, "config.json", string(cfg))
+	t.Setenv("DOCKER_CONFIG", dockerDir)
+
+	dir := t.TempDir()
+	keyPolicy := writeFile(t, dir, "key.yaml", signaturePolicyYAML(t, "signed-by-release-key", v1beta1.Authority{
+		Key: &v1beta1.KeyRef{Data: string(pub)}, Sources: []v1beta1.Source{{OCI: privateSigs}}}))
+	yes := true
+	keylessAuthority := v1beta1.Authority{Keyless: &v1beta1.KeylessRef{URL: "https://fulcio.example",
+		Identities: []v1beta1.Identity{{Issuer: testIssuer, Subject: testSubject}}, TrustRootRef: "ci-root", InsecureIgnoreSCT: &yes}}
+	keylessPolicy := writeFile(t, dir, "keyless-policy.yaml", signaturePolicyYAML(t, "signed-by-ci", keylessAuthority))
+	tr := verifytest.SigstoreKeysOf(t, "ci-root", vs)
+	tr.APIVersion, tr.Kind = "policy.sigstore.dev/v1alpha1", "TrustRoot"
+	trYAML, err := yaml.Marshal(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustRoot := writeFile(t, dir, "trustroot.yaml", string(trYAML))
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		result  string
+		message string
+	}{
+		{"key pass", []string{"--policy", keyPolicy, "--resource", writeFile(t, dir, "signed.yaml", podWith(signed))}, exitOK, "pass", ""},
+		{"key fail", []string{"--policy", keyPolicy, "--resource", writeFile(t, dir, "unsigned.yaml", podWith(unsigned))}, exitDenied, "fail",
+			"signature key validation failed for authority authority-0 for " + unsigned.String() + ": no signatures found"},
+		{"keyless pass", []string{"--policy", keylessPolicy, "--trust-root", trustRoot, "--resource", writeFile(t, dir, "keyless-pod.yaml", podWith(keyless))}, exitOK, "pass", ""},
+		{"keyless of another signer", []string{"--policy", keylessPolicy, "--trust-root", trustRoot, "--resource", writeFile(t, dir, "keyless-signed-by-key.yaml", podWith(signed))}, exitDenied, "fail",
+			"signature keyless validation failed for authority authority-0 for " + signed.String()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code, err := runVigil(t, append([]string{"test", "-o", "json"}, tc.args...)...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d: %v\n%s", code, tc.code, err, out)
+			}
+			var got struct{ Results []testResult }
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if len(got.Results) != 1 || got.Results[0].Result != tc.result || !strings.Contains(got.Results[0].Message, tc.message) {
+				t.Fatalf("results %+v, want one %s containing %q", got.Results, tc.result, tc.message)
+			}
+		})
+	}
+
+	t.Run("without the Docker configuration's credentials: an error", func(t *testing.T) {
+		t.Setenv("DOCKER_CONFIG", t.TempDir())
+		out, code, _ := runVigil(t, "test", "-o", "json", "--policy", keyPolicy, "--resource", writeFile(t, dir, "signed2.yaml", podWith(signed)))
+		if code != exitDenied || !strings.Contains(out, `"result": "error"`) || !strings.Contains(out, "access denied") {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+	t.Run("a trustRootRef without its file is bad input naming it", func(t *testing.T) {
+		_, code, err := runVigil(t, "test", "--policy", keylessPolicy, "--resource", writeFile(t, dir, "keyless2.yaml", podWith(keyless)))
+		if code != exitBadInput || err == nil || !strings.Contains(err.Error(), `trustroot "ci-root" is not among the --trust-root files`) {
+			t.Fatalf("exit %d: %v", code, err)
+		}
+	})
+	t.Run("a secretRef cannot be read offline", func(t *testing.T) {
+		p := writeFile(t, dir, "secret.yaml", signaturePolicyYAML(t, "from-secret", v1beta1.Authority{
+			Key: &v1beta1.KeyRef{SecretRef: &corev1.SecretReference{Name: "release-key"}}}))
+		_, code, err := runVigil(t, "test", "--policy", p, "--resource", writeFile(t, dir, "signed3.yaml", podWith(signed)))
+		if code != exitBadInput || err == nil || !strings.Contains(err.Error(), `secret "release-key" cannot be read`) {
+			t.Fatalf("exit %d: %v", code, err)
+		}
+	})
+	t.Run("registry down: an error, never a pass", func(t *testing.T) {
+		reg.Server.Close()
+		out, code, _ := runVigil(t, "test", "-o", "json", "--policy", keyPolicy, "--resource", writeFile(t, dir, "signed4.yaml", podWith(signed)))
+		if code != exitDenied || !strings.Contains(out, `"result": "error"`) || !strings.Contains(out, "unreachable") {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+}

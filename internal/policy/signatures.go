@@ -1,0 +1,287 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/verify"
+)
+
+// ReasonReferenceUnavailable: a Secret (key.secretRef) or TrustRoot
+// (trustRootRef) a policy names cannot be read or used. The policy is not
+// ready and its results are error until the object is fixed.
+const ReasonReferenceUnavailable = "ReferenceUnavailable"
+
+// signatureAuthority is a key or keyless authority, compiled for the
+// verifier, or the reason it cannot be evaluated.
+type signatureAuthority struct {
+	name, kind string
+	// unsupported, when set, is why the authority gives an error result
+	// (KMS keys, ctlog, rfc3161timestamp).
+	unsupported string
+	pullSecrets []string
+	compiled    *verify.Authority
+	// publicGood builds the authority once the public-good root has loaded
+	// (keyless without trustRootRef); a failure is retried at the next
+	// evaluation and is an error result meanwhile.
+	publicGood func() (*verify.TrustRoot, error)
+	// needsPublicGood: keyless without a trustRootRef.
+	needsPublicGood bool
+	spec            verify.AuthoritySpec
+	mu              sync.Mutex
+}
+
+// compileSignatureAuthority reads the references of a key or keyless
+// authority and compiles it. Errors are *InvalidPolicyError naming the field.
+func (c Compiler) compileSignatureAuthority(cipName string, i int, a *v1beta1.Authority) (*signatureAuthority, error) {
+	p := index("spec.authorities", i)
+	s := &signatureAuthority{name: a.Name}
+	spec := verify.AuthoritySpec{Name: a.Name, SignatureFormat: verify.SignatureFormat(a.SignatureFormat)}
+	unavailable := func(field string, err error) (*signatureAuthority, error) {
+		return nil, &InvalidPolicyError{Policy: cipName, Reason: ReasonReferenceUnavailable, Field: field,
+			Message: fmt.Sprintf("%s: %v", field, err)}
+	}
+	switch {
+	case a.Key != nil:
+		s.kind = "key"
+		k := a.Key
+		spec.Key = &verify.KeySpec{PEM: []byte(k.Data), HashAlgorithm: k.HashAlgorithm}
+		switch {
+		case k.KMS != "":
+			s.unsupported = fmt.Sprintf("authority %s: key.kms %s: KMS keys are not supported yet", a.Name, k.KMS)
+			return s, nil
+		case k.SecretRef != nil:
+			field := child(child(p, "key"), "secretRef")
+			data, err := c.secretKey(k.SecretRef.Name)
+			if err != nil {
+				return unavailable(field, err)
+			}
+			spec.Key.PEM = data
+		}
+	case a.Keyless != nil:
+		s.kind = "keyless"
+		k := a.Keyless
+		spec.Keyless = &verify.KeylessSpec{InsecureIgnoreSCT: isTrue(k.InsecureIgnoreSCT)}
+		for _, id := range k.Identities {
+			spec.Keyless.Identities = append(spec.Keyless.Identities, verify.Identity{
+				Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp})
+		}
+		if k.TrustRootRef != "" {
+			field := child(child(p, "keyless"), "trustRootRef")
+			if c.TrustRoot == nil {
+				return unavailable(field, fmt.Errorf("trustroot %q cannot be read: no TrustRoots are available here", k.TrustRootRef))
+			}
+			tr, err := c.TrustRoot(k.TrustRootRef)
+			if err != nil {
+				return unavailable(field, err)
+			}
+			spec.Keyless.TrustRoot = tr
+		} else {
+			s.publicGood, s.needsPublicGood = c.PublicGoodTrustRoot, true
+		}
+	}
+	switch {
+	case a.CTLog != nil:
+		s.unsupported = fmt.Sprintf("authority %s: ctlog: verification against a transparency log named by the policy is not supported yet", a.Name)
+	case a.RFC3161Timestamp != nil:
+		s.unsupported = fmt.Sprintf("authority %s: rfc3161timestamp: timestamp authorities are not supported yet", a.Name)
+	}
+	if len(a.Sources) > 0 {
+		src := a.Sources[0]
+		spec.Source = &verify.SourceSpec{OCI: src.OCI}
+		if src.TagPrefix != nil {
+			spec.Source.TagPrefix = *src.TagPrefix
+		}
+		for _, ps := range src.SignaturePullSecrets {
+			spec.Source.SignaturePullSecrets = append(spec.Source.SignaturePullSecrets, ps.Name)
+		}
+		s.pullSecrets = spec.Source.SignaturePullSecrets
+	}
+	s.spec = spec
+	if s.needsPublicGood || s.unsupported != "" {
+		return s, nil
+	}
+	va, err := verify.Compile(spec)
+	if err != nil {
+		return nil, &InvalidPolicyError{Policy: cipName, Reason: v1beta1.ReasonInvalid, Field: p,
+			Message: fmt.Sprintf("%s: %v", p, err)}
+	}
+	s.compiled = va
+	return s, nil
+}
+
+// secretKey is the one data entry of a Secret in Vigil's namespace, as
+// policy-controller inlines key.secretRef.
+func (c Compiler) secretKey(name string) ([]byte, error) {
+	if c.Secret == nil {
+		return nil, fmt.Errorf("secret %q cannot be read: no Secrets are available here", name)
+	}
+	sec, err := c.Secret(name)
+	if err != nil {
+		return nil, fmt.Errorf("secret %q: %w", name, err)
+	}
+	switch len(sec.Data) {
+	case 0:
+		return nil, fmt.Errorf("secret %q contains no data", name)
+	case 1:
+	default:
+		return nil, fmt.Errorf("secret %q contains multiple data entries, only one is supported", name)
+	}
+	for _, v := range sec.Data {
+		if !isPEMPublicKey(string(v)) {
+			return nil, fmt.Errorf("secret %q does not hold a PEM public key", name)
+		}
+		return v, nil
+	}
+	return nil, nil
+}
+
+// authority returns the compiled authority, loading the public-good root
+// first when the authority needs it.
+func (s *signatureAuthority) authority() (*verify.Authority, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.compiled != nil {
+		return s.compiled, nil
+	}
+	if s.publicGood == nil {
+		return nil, errors.New("the public-good Sigstore trust root is not available here; name a TrustRoot in keyless.trustRootRef")
+	}
+	tr, err := s.publicGood()
+	if err != nil {
+		return nil, err
+	}
+	spec := s.spec
+	kl := *spec.Keyless
+	kl.TrustRoot = tr
+	spec.Keyless = &kl
+	va, err := verify.Compile(spec)
+	if err != nil {
+		return nil, err
+	}
+	s.compiled = va
+	return va, nil
+}
+
+// signatureOutcome is what one key or keyless authority says of one image.
+type signatureOutcome struct {
+	match   map[string]any // authorityMatches entry on a pass
+	err     string         // the message otherwise
+	errored bool           // no verdict could be reached
+	expires time.Time      // the pass stands until then, or the failure or error may change then
+}
+
+// check verifies ref against the authority with the decision's verifier.
+func (s *signatureAuthority) check(ctx context.Context, vf *Verification, ref string) signatureOutcome {
+	errorf := func(format string, args ...any) signatureOutcome {
+		return signatureOutcome{err: fmt.Sprintf("signature %s validation failed for authority %s for %s: ", s.kind, s.name, ref) + fmt.Sprintf(format, args...), errored: true}
+	}
+	if s.unsupported != "" {
+		return signatureOutcome{err: s.unsupported, errored: true}
+	}
+	if vf.Verifier == nil {
+		return errorf("no signature verifier is configured")
+	}
+	a, err := s.authority()
+	if err != nil {
+		return errorf("%v", err)
+	}
+	req := verify.Request{Image: ref, Keychain: vf.Keychain, Lane: vf.Lane, Refresh: vf.Refresh}
+	if len(s.pullSecrets) > 0 && vf.SignatureKeychain != nil {
+		req.SignatureKeychain = vf.SignatureKeychain(s.pullSecrets)
+	}
+	ev, err := vf.Verifier.Verify(ctx, a, req)
+	if err != nil {
+		o := signatureOutcome{err: err.Error(), errored: !verify.ReasonOf(err).Verdict()}
+		if ve := (*verify.Error)(nil); errors.As(err, &ve) {
+			o.expires = ve.RetryAt
+		}
+		return o
+	}
+	sigs := make([]any, 0, len(ev.Signatures))
+	for _, sg := range ev.Signatures {
+		m := map[string]any{"id": sg.ID}
+		if sg.Subject != "" {
+			m["subject"] = sg.Subject
+		}
+		if sg.Issuer != "" {
+			m["issuer"] = sg.Issuer
+		}
+		sigs = append(sigs, m)
+	}
+	sort.Slice(sigs, func(i, j int) bool {
+		return sigs[i].(map[string]any)["id"].(string) < sigs[j].(map[string]any)["id"].(string)
+	})
+	return signatureOutcome{match: map[string]any{"signatures": sigs}, expires: ev.ExpiresAt}
+}
+
+// authorityOutcome is what the authorities of a policy say of one image:
+// whether any passed, the input's authorityMatches, and the errors of the
+// others, one per authority ("" for those that passed).
+type authorityOutcome struct {
+	passed      bool
+	matches     map[string]any
+	matchesJSON []byte
+	errs        []string
+	reason      string // errs joined, as messages give them
+	errored     bool   // some authority that did not pass reached no verdict
+}
+
+// verifyImage evaluates every authority of p for img, verifying key and
+// keyless ones, so that authorityMatches holds all that passed, as in
+// policy-controller. expires is the earliest time a verification's answer
+// may change: a pass or a failure expiring, an error's back-off ending.
+func (p *CompiledPolicy) verifyImage(ctx context.Context, vf *Verification, img *parsedImage) (out authorityOutcome, expires time.Time) {
+	ref := img.Image
+	if d, ok := vf.Digests[img.Path]; ok && d != "" {
+		ref = d
+	}
+	out.matches = make(map[string]any, len(p.authorities))
+	out.errs = make([]string, len(p.authorities))
+	for i, a := range p.authorities {
+		if a.sig == nil {
+			if a.static.Action == v1beta1.StaticActionPass {
+				out.matches[a.name] = map[string]any{"static": true}
+			} else {
+				out.errs[i] = p.authErrs[i]
+			}
+			continue
+		}
+		o := a.sig.check(ctx, vf, ref)
+		if !o.expires.IsZero() && (expires.IsZero() || o.expires.Before(expires)) {
+			expires = o.expires
+		}
+		switch {
+		case o.match != nil:
+			out.matches[a.name] = o.match
+		default:
+			out.errs[i] = o.err
+			out.errored = out.errored || o.errored
+		}
+	}
+	out.passed = len(out.matches) > 0
+	out.reason = joinReasons(out.errs)
+	out.matchesJSON = appendJSON(nil, out.matches)
+	return out, expires
+}
+
+// joinReasons joins the non-empty errors with spaces.
+func joinReasons(errs []string) string {
+	var b strings.Builder
+	for _, e := range errs {
+		if e == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(e)
+	}
+	return b.String()
+}
