@@ -45,9 +45,11 @@ func (v *PolicyValidator) Handle(_ context.Context, req admission.Request) admis
 		resp := admission.Allowed("")
 		resp.Warnings = warningLines(compiled.Warnings)
 		return resp
-	case errors.As(err, &invalid) && invalid.Reason == policy.ReasonBodyUnavailable:
+	case errors.As(err, &invalid) && (invalid.Reason == policy.ReasonBodyUnavailable || invalid.Reason == policy.ReasonReferenceUnavailable):
 		// A configMapRef or remote body is not resolved (no resolver
-		// yet): the policy is admitted and shows Ready=False.
+		// yet), or a Secret or TrustRoot it names is missing or not
+		// usable yet: the policy is admitted and shows Ready=False until
+		// it is, as a policy applied before its Secret must be.
 		return admission.Allowed("")
 	case errors.As(err, &invalid) && invalid.Transient:
 		// A compile time limit hit, perhaps only because the replica was

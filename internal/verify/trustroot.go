@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -394,4 +395,34 @@ func rewriteTargets(rel, dir string) string {
 		return dir + "/" + name
 	}
 	return rel
+}
+
+// PublicGoodLoader returns a function that loads the public-good root
+// (PublicGoodTrustRoot) at its first call and keeps it once loaded. After a
+// failure it answers with that failure until retry has passed, then tries
+// again: a cluster without access to the mirror does not ask it at every
+// evaluation, and one that regains access gets the root.
+func PublicGoodLoader(opts TrustRootOptions, retry time.Duration, now func() time.Time) func() (*TrustRoot, error) {
+	if now == nil {
+		now = time.Now
+	}
+	var (
+		mu      sync.Mutex
+		root    *TrustRoot
+		lastErr error
+		next    time.Time
+	)
+	return func() (*TrustRoot, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if root != nil {
+			return root, nil
+		}
+		if lastErr != nil && now().Before(next) {
+			return nil, lastErr
+		}
+		root, lastErr = PublicGoodTrustRoot(opts)
+		next = now().Add(retry)
+		return root, lastErr
+	}
 }
