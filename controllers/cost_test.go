@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
@@ -200,4 +202,26 @@ func TestPolicyFlipCost(t *testing.T) {
 	if len(other) > 0 {
 		t.Errorf("other requests: %v", other)
 	}
+
+	// What one report weighs in etcd (custom resources are stored as
+	// JSON, managedFields included): docs/scale.md multiplies it out.
+	raw, err := rest.RESTClientFor(restConfigFor(t, "wgpolicyk8s.io", "v1alpha2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := raw.Get().AbsPath("/apis/wgpolicyk8s.io/v1alpha2/namespaces", ns.Name, "policyreports", string(pods[0].UID)).DoRaw(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("one report with one result, as stored: %d bytes of JSON", len(body))
+}
+
+// restConfigFor is cfg for a REST client of group/version.
+func restConfigFor(t *testing.T, group, version string) *rest.Config {
+	t.Helper()
+	c := rest.CopyConfig(cfg)
+	c.GroupVersion = &schema.GroupVersion{Group: group, Version: version}
+	c.APIPath = "/apis"
+	c.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	return c
 }
