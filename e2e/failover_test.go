@@ -694,17 +694,5 @@ func (p *controllerProcess) tail(n int) string {
 // client certificate of name and groups, and returns its path.
 func (c *envCluster) userKubeconfig(t testing.TB, name string, groups ...string) string {
 	t.Helper()
-	user, err := c.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
-	if err != nil {
-		t.Fatalf("add user %s: %v", name, err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testenv.UserKubeconfig(t, c.env, name, groups...)
 }
