@@ -54,13 +54,13 @@ func FindCosign(t testing.TB) *Cosign {
 func (c *Cosign) GenerateKey(t testing.TB) (string, []byte) {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(c.Bin, "generate-key-pair")
+	cmd := exec.Command(c.Bin, "generate-key-pair") // #nosec G204 -- test support: the cosign CLI the tests found
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
 	}
-	pub, err := os.ReadFile(filepath.Join(dir, "cosign.pub"))
+	pub, err := os.ReadFile(filepath.Join(dir, "cosign.pub")) // #nosec G304 -- the key cosign just wrote in the test's own directory
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func (c *Cosign) run(t testing.TB, command []string, key string, d name.Digest, 
 		args = append(args, "--registry-username", c.Username, "--registry-password", c.Password)
 	}
 	args = append(args, d.String())
-	cmd := exec.Command(c.Bin, args...)
+	cmd := exec.Command(c.Bin, args...) // #nosec G204 -- test support: the cosign CLI the tests found, with their own arguments
 	cmd.Env = append(append(os.Environ(), "COSIGN_PASSWORD=", "TUF_ROOT="+t.TempDir()), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
