@@ -215,7 +215,15 @@ type Manager struct {
 	Verifier *verify.Verifier
 	// Keychains read the registry credentials of the objects judged.
 	Keychains *verify.Keychains
+
+	// validating compiles ClusterImagePolicies for the policy webhook: it
+	// reads their Secrets and TrustRoots, and evaluates nothing.
+	validating policy.Compiler
 }
+
+// publicGoodRetry is how long a failure to load the public-good Sigstore
+// root stands before the next keyless evaluation tries again.
+const publicGoodRetry = time.Minute
 
 // VerifyDeps are what the verify path (controllers.Setup) shares with the
 // webhook.
@@ -274,16 +282,29 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create clientset: %w", err)
 	}
+	// key.secretRef and keyless.trustRootRef are read through the cache
+	// (Secrets of Vigil's namespace, TrustRoots), and the public-good root
+	// is loaded at the first keyless authority without a trustRootRef.
+	refs := &policystore.Resolvers{Reader: mgr.GetCache(), Namespace: opts.Namespace}
+	compiler := policy.Compiler{
+		SystemNamespace:     opts.Namespace,
+		Secret:              refs.Secret,
+		TrustRoot:           refs.TrustRoot,
+		PublicGoodTrustRoot: verify.PublicGoodLoader(verify.TrustRootOptions{}, publicGoodRetry, nil),
+	}
+	evaluating := compiler
+	evaluating.Workers = policy.NewWorkerPool(policy.WorkerPoolOptions{})
 	m := &Manager{
 		Manager:       mgr,
 		Verifier:      newVerifier(opts.Verification),
 		Keychains:     &verify.Keychains{Client: cs},
 		CertsReady:    make(chan struct{}),
-		Policies:      policystore.New(policy.Compiler{SystemNamespace: opts.Namespace, Workers: policy.NewWorkerPool(policy.WorkerPoolOptions{})}),
+		Policies:      policystore.New(evaluating),
 		Settings:      settings.New(opts.NoMatchPolicy),
 		PolicyTimeout: opts.PolicyTimeout,
 		ReportAPI:     api,
 		Namespace:     opts.Namespace,
+		validating:    compiler,
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
@@ -291,7 +312,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	if err := addMetricsServer(mgr, cfg, opts); err != nil {
 		return nil, err
 	}
-	if err := mgr.Add(&policystore.Watcher{Store: m.Policies, Cache: mgr.GetCache()}); err != nil {
+	if err := mgr.Add(&policystore.Watcher{Store: m.Policies, Cache: mgr.GetCache(), Namespace: opts.Namespace}); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddReadyzCheck("policies", func(*http.Request) error {
@@ -343,7 +364,7 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 		})
 	}
 	m.Webhook.Register(admission.PolicyPath, &webhook.Admission{
-		Handler: &admission.PolicyValidator{Compiler: policy.Compiler{SystemNamespace: opts.Namespace}},
+		Handler: &admission.PolicyValidator{Compiler: m.validating},
 	})
 	if opts.CopyCertFromSecret {
 		if err := mgr.Add(&secretFiles{
