@@ -61,20 +61,12 @@ func TestSignatures(t *testing.T) {
 		tools.cosign.Sign(t, key1, signed, false)
 		d.apply(t, keyPolicy(policy, reg+"/sig-rotate/**", pub1))
 
-		var r kubectlResult
-		waitFor(t, waitTimeout, "the signed pod to be admitted", func() (bool, string) {
-			r = d.run(t, podManifest(ns, "signed", signed.String()), "apply", "-f", "-")
-			return r.Code == 0, r.String()
-		})
-		r = d.run(t, podManifest(ns, "unsigned", unsigned.String()), "apply", "-f", "-")
+		uid := runPassingPod(t, d, ns, "signed", signed.String(), policy)
+		r := d.run(t, podManifest(ns, "unsigned", unsigned.String()), "apply", "-f", "-")
 		r.mustFail(t)
 		if !strings.Contains(r.Stderr, "failed policy: "+policy) || !strings.Contains(r.Stderr, "no signatures found") {
 			t.Errorf("the unsigned pod's denial does not name the policy and the missing signature:\n%s", r.Stderr)
 		}
-		uid := podUID(t, d, ns, "signed")
-		waitReport(t, d, ns, uid, "the signed pod's report to pass", func(rep *reportsv1alpha2.PolicyReport) bool {
-			return resultOf(rep, policy) == reportsv1alpha2.ResultPass
-		})
 		driftBefore := metricValue(t, d, "vigil_drift_total", map[string]string{"policy": policy})
 
 		d.apply(t, keyPolicy(policy, reg+"/sig-rotate/**", pub2))
@@ -105,14 +97,7 @@ func TestSignatures(t *testing.T) {
 		img := tools.push(t, reg+"/sig-deleted/app:1", "deleted")
 		tools.cosign.Sign(t, key1, img, false)
 		d.apply(t, keyPolicy(policy, reg+"/sig-deleted/**", pub1))
-		waitFor(t, waitTimeout, "the pod to be admitted", func() (bool, string) {
-			r := d.run(t, podManifest(ns, "app", img.String()), "apply", "-f", "-")
-			return r.Code == 0, r.String()
-		})
-		uid := podUID(t, d, ns, "app")
-		waitReport(t, d, ns, uid, "the report to pass", func(rep *reportsv1alpha2.PolicyReport) bool {
-			return resultOf(rep, policy) == reportsv1alpha2.ResultPass
-		})
+		uid := runPassingPod(t, d, ns, "app", img.String(), policy)
 
 		tools.crane(t, "delete", signatureTag(img))
 		deleted := time.Now()
@@ -136,14 +121,7 @@ func TestSignatures(t *testing.T) {
 		img := tools.push(t, reg2+"/app:1", "down")
 		tools.cosign.Sign(t, key1, img, false)
 		d.apply(t, keyPolicy(policy, reg2+"/**", pub1))
-		waitFor(t, waitTimeout, "the pod to be admitted", func() (bool, string) {
-			r := d.run(t, podManifest(ns, "app", img.String()), "apply", "-f", "-")
-			return r.Code == 0, r.String()
-		})
-		uid := podUID(t, d, ns, "app")
-		waitReport(t, d, ns, uid, "the report to pass", func(rep *reportsv1alpha2.PolicyReport) bool {
-			return resultOf(rep, policy) == reportsv1alpha2.ResultPass
-		})
+		uid := runPassingPod(t, d, ns, "app", img.String(), policy)
 
 		down.Close()
 		stopped := time.Now()
@@ -264,6 +242,22 @@ spec:
 			}
 		})
 	}
+}
+
+// runPassingPod creates pod ns/name running image (retrying while the
+// webhook has not seen policy yet), waits until its report passes policy and
+// returns its UID.
+func runPassingPod(t testing.TB, d *devEnv, ns, name, image, policy string) string {
+	t.Helper()
+	waitFor(t, waitTimeout, "pod "+name+" to be admitted", func() (bool, string) {
+		r := d.run(t, podManifest(ns, name, image), "apply", "-f", "-")
+		return r.Code == 0, r.String()
+	})
+	uid := podUID(t, d, ns, name)
+	waitReport(t, d, ns, uid, name+"'s report to pass "+policy, func(rep *reportsv1alpha2.PolicyReport) bool {
+		return resultOf(rep, policy) == reportsv1alpha2.ResultPass
+	})
+	return uid
 }
 
 // vigilResult is one result of `vigil test -o json`.
