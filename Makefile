@@ -136,7 +136,7 @@ bench: tools build ## Run the benchmarks of BENCHMARKS.md (about 30 minutes; res
 
 .PHONY: demo
 # Only what `vigil dev` and the demo start: not the test tools.
-DEMO_TOOLS = etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
+DEMO_TOOLS = etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok cosign crane
 demo: build ## Replay the reference walkthrough against `vigil dev` with kubectl.
 	BIN=$(BIN) hack/tools/build.sh $(DEMO_TOOLS)
 	hack/demo.sh

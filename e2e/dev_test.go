@@ -126,6 +126,8 @@ func TestDevUsageErrors(t *testing.T) {
 		{"not a number of nodes", []string{"--nodes", "three"}, []string{"--nodes"}},
 		{"bad metrics address", []string{"--metrics-bind-address", "8080"}, []string{"--metrics-bind-address"}},
 		{"short webhook name", []string{"--webhook-name", "policy"}, []string{"--webhook-name", "three labels"}},
+		{"no pass TTL", []string{"--verification-pass-ttl", "0s"}, []string{"--verification-pass-ttl", "positive"}},
+		{"negative failure TTL", []string{"--verification-failure-ttl", "-1m"}, []string{"--verification-failure-ttl", "positive"}},
 		{"unknown flag", []string{"--node", "3"}, []string{"unknown flag"}},
 		{"argument", []string{"now"}, []string{"unknown command"}},
 	} {

@@ -471,8 +471,14 @@ func getReport(t testing.TB, d *devEnv, ns, name string) (*reportsv1alpha2.Polic
 // waitReport waits until the report of the pod with uid satisfies ok.
 func waitReport(t testing.TB, d *devEnv, ns, uid, what string, ok func(*reportsv1alpha2.PolicyReport) bool) *reportsv1alpha2.PolicyReport {
 	t.Helper()
+	return waitReportWithin(t, d, ns, uid, waitTimeout, what, ok)
+}
+
+// waitReportWithin is waitReport with a timeout of its own.
+func waitReportWithin(t testing.TB, d *devEnv, ns, uid string, timeout time.Duration, what string, ok func(*reportsv1alpha2.PolicyReport) bool) *reportsv1alpha2.PolicyReport {
+	t.Helper()
 	var rep *reportsv1alpha2.PolicyReport
-	waitFor(t, waitTimeout, what, func() (bool, string) {
+	waitFor(t, timeout, what, func() (bool, string) {
 		var raw string
 		rep, raw = getReport(t, d, ns, uid)
 		return rep != nil && ok(rep), raw

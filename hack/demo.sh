@@ -2,7 +2,8 @@
 # make demo: replays the reference walkthrough ("Disallowing Non-Default
 # Capabilities", Sigstore policy-controller) with real kubectl against
 # `vigil dev`, then goes on where the walkthrough stops: a pod that is already
-# running is judged again when the policies change.
+# running is judged again when the policies change. A last scene signs an
+# image with the real cosign CLI, rotates the key and signs again.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +29,7 @@ stop() {
 trap stop EXIT
 
 say "Starting vigil dev: etcd, kube-apiserver, controller manager, scheduler, 3 kwok nodes, Vigil in-process"
-vigil dev --kubeconfig-out "$KUBECONFIG" --metrics-bind-address "$metrics" >"$state/dev.log" 2>&1 &
+vigil dev --kubeconfig-out "$KUBECONFIG" --metrics-bind-address "$metrics" --verification-failure-ttl=5s >"$state/dev.log" 2>&1 &
 dev_pid=$!
 for _ in $(seq 1 180); do
   [[ -f $KUBECONFIG ]] && break
@@ -95,5 +96,67 @@ say "Metrics at http://$metrics/metrics (what a Prometheus alert on drift reads)
 printf '%s$ curl -s http://%s/metrics | grep -E "^vigil_(policy_results|drift_total|admission_requests_total|report_writes_total)"%s\n' "$bold" "$metrics" "$reset"
 if command -v curl >/dev/null; then fetch() { curl -s "$1"; } else fetch() { wget -qO- "$1"; }; fi
 fetch "http://$metrics/metrics" | grep -E '^vigil_(policy_results|drift_total|admission_requests_total|report_writes_total)'
+
+say "Signatures: vigil dev serves an OCI registry; crane pushes two images to it"
+reg=$(sed -n 's/.*an OCI registry (plain HTTP) at \([^,]*\),.*/\1/p' "$state/dev.log")
+export COSIGN_PASSWORD=demo TUF_ROOT="$state/tuf"
+mkdir -p "$state/image"
+push() { # push TAG CONTENT: an image of one layer holding CONTENT; prints its digest reference
+  printf '%s\n' "$2" >"$state/image/content"; tar -C "$state/image" -cf "$state/image/layer.tar" content
+  printf '%s$ crane append --insecure -f layer.tar -t %s%s\n' "$bold" "$1" "$reset" >&2
+  crane append --insecure -f "$state/image/layer.tar" -t "$1" 2>/dev/null
+}
+signed=$(push "$reg/demo/app:signed" "release 1.0"); echo "$signed"
+unsigned=$(push "$reg/demo/app:unsigned" "a local build"); echo "$unsigned"
+# sign KEY IMAGE: the real cosign CLI, offline (no transparency log, no Fulcio).
+sign() {
+  local args=(sign --yes --key "$1" --tlog-upload=false --use-signing-config=false --new-bundle-format=false --allow-http-registry "$2")
+  printf '%s$ cosign %s%s\n' "$bold" "${args[*]}" "$reset"
+  cosign "${args[@]}" 2>&1 | grep -v '^Flag --' # deprecation notices of the offline flags
+}
+
+say "A key pair made by cosign signs the first image"
+run cosign generate-key-pair --output-key-prefix "$state/release-1"
+sign "$state/release-1.key" "$signed"
+
+# signed_policy PUB: config/samples/signatures/cip-signed.yaml with the PEM of
+# PUB in place of its placeholder line.
+signed_policy() {
+  awk -v pem="$1" '/__PUBLIC_KEY__/ { indent = substr($0, 1, index($0, "__PUBLIC_KEY__") - 1)
+    while ((getline line < pem) > 0) print indent line; next } { print }' config/samples/signatures/cip-signed.yaml
+}
+apply_signed_policy() {
+  printf '%s$ kubectl apply -f config/samples/signatures/cip-signed.yaml  # with %s in place of __PUBLIC_KEY__%s\n' "$bold" "$(basename "$1")" "$reset"
+  signed_policy "$1" | kubectl apply -f - 2>&1
+}
+
+say "The policy: images under demo/ must be signed by that key (the capability policies go)"
+run kubectl delete cip allow-all non-default-capabilities-cue
+apply_signed_policy "$state/release-1.pub"
+wait_for test "$(kubectl get cip signed-images -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True
+
+say "The unsigned image is denied; the signed one is admitted and runs"
+run kubectl run unsigned --image "$unsigned"
+run kubectl run signed --image "$signed"
+wait_for kubectl wait --for=jsonpath='{.status.phase}'=Running pod/signed --timeout=1s
+wait_for test "$(report_of signed '{.summary.pass}')" = 1
+run kubectl get policyreports
+
+say "The key is rotated in the policy: the running pod's report turns fail"
+run cosign generate-key-pair --output-key-prefix "$state/release-2"
+apply_signed_policy "$state/release-2.pub"
+wait_for test "$(report_of signed '{.summary.fail}')" = 1
+run kubectl get policyreports
+printf '%s$ kubectl get policyreport <uid of pod signed> -o jsonpath=...%s\n' "$bold" "$reset"
+report_of signed '{range .results[*]}{.policy}{": "}{.result}{" - "}{.message}{"\n"}{end}'
+run kubectl get events --field-selector reason=PolicyViolation,involvedObject.name=signed
+
+say "The image is signed with the new key: once the failure's TTL (--verification-failure-ttl=5s here) is over, the report turns pass"
+sign "$state/release-2.key" "$signed"
+wait_for test "$(report_of signed '{.summary.pass}')" = 1
+run kubectl get policyreports
+run kubectl get events --field-selector reason=PolicyCompliant,involvedObject.name=signed
+printf '%s$ curl -s http://%s/metrics | grep ^vigil_verifications_total%s\n' "$bold" "$metrics" "$reset"
+fetch "http://$metrics/metrics" | grep '^vigil_verifications_total'
 
 say "Stopping vigil dev"

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/devenv"
+	"github.com/vigil-dev/vigil/internal/manager"
 )
 
 // managerOptions are the flags of `vigil dev` that concern the manager.
@@ -31,6 +32,9 @@ type managerOptions struct {
 	webhookName string
 	// pinDigests installs and serves the digest-pinning webhook.
 	pinDigests bool
+	// passTTL and failTTL are how long a verified signature, and a verified
+	// failure, stand before the image is verified again.
+	passTTL, failTTL time.Duration
 }
 
 // managerStopTimeout bounds how long `vigil dev` waits for the manager to
@@ -44,10 +48,13 @@ type devOptions struct {
 	metricsAddr   string
 	webhookName   string
 	pinDigests    bool
+	passTTL       time.Duration
+	failTTL       time.Duration
 }
 
 func newDevCommand() *cobra.Command {
-	o := devOptions{kubeconfigOut: filepath.Join(".vigil", "kubeconfig"), nodes: devenv.DefaultNodes, metricsAddr: "127.0.0.1:8080", webhookName: "policy.sigstore.dev"}
+	o := devOptions{kubeconfigOut: filepath.Join(".vigil", "kubeconfig"), nodes: devenv.DefaultNodes, metricsAddr: "127.0.0.1:8080", webhookName: "policy.sigstore.dev",
+		passTTL: manager.DefaultVerificationPassTTL, failTTL: manager.DefaultVerificationFailTTL}
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Start a local cluster (etcd, kube-apiserver, kwok nodes) with Vigil in it",
@@ -79,6 +86,8 @@ The binaries come from --assets, else $KUBEBUILDER_ASSETS, else bin/
 	f.IntVar(&o.nodes, "nodes", o.nodes, "number of simulated nodes, each with room for 110 pods")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, "address of the manager's metrics endpoint (plain HTTP); 0 disables it")
 	f.BoolVar(&o.pinDigests, "pin-digests", false, "install and serve the digest-pinning webhook, as `vigil controller` does by default; off here because a covered tag must then resolve at a registry, and a local cluster often has none but its own")
+	f.DurationVar(&o.passTTL, "verification-pass-ttl", o.passTTL, "how long a verified signature stands before the image is verified again, as `vigil controller`'s flag; shorten it to watch a deleted signature turn a report fail")
+	f.DurationVar(&o.failTTL, "verification-failure-ttl", o.failTTL, "how long a verified failure stands before the image is verified again, as `vigil controller`'s flag")
 	f.StringVar(&o.webhookName, "webhook-name", o.webhookName, "name of the pod webhook, shown in denials; rename it to run beside policy-controller")
 	return cmd
 }
@@ -92,6 +101,12 @@ func (o devOptions) validate() error {
 	}
 	if errs := validation.IsDNS1123Subdomain(o.webhookName); len(errs) > 0 || strings.Count(o.webhookName, ".") < 2 {
 		return fmt.Errorf("--webhook-name %q: want a fully qualified name of at least three labels, such as vigil.policy.sigstore.dev", o.webhookName)
+	}
+	if o.passTTL <= 0 {
+		return fmt.Errorf("--verification-pass-ttl must be positive, not %s", o.passTTL)
+	}
+	if o.failTTL <= 0 {
+		return fmt.Errorf("--verification-failure-ttl must be positive, not %s", o.failTTL)
 	}
 	if o.metricsAddr != "0" {
 		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
@@ -142,7 +157,9 @@ func runDev(cmd *cobra.Command, o devOptions) (err error) {
 	}
 
 	managerCtx, stopManager := context.WithCancel(ctx)
-	managerDone, err := startManager(managerCtx, cluster, managerOptions{metricsAddr: o.metricsAddr, webhookName: o.webhookName, pinDigests: o.pinDigests})
+	managerDone, err := startManager(managerCtx, cluster, managerOptions{
+		metricsAddr: o.metricsAddr, webhookName: o.webhookName, pinDigests: o.pinDigests, passTTL: o.passTTL, failTTL: o.failTTL,
+	})
 	defer func() {
 		stopManager()
 		// Told to stop, the manager has nothing more to say that changes the

@@ -89,7 +89,7 @@ func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, read
 		PolicyTimeout:          policy.DefaultPolicyTimeout,
 		KubeAPIQPS:             manager.DefaultKubeAPIQPS,
 		KubeAPIBurst:           manager.DefaultKubeAPIBurst,
-		Verification:           manager.VerificationOptions{PinDigests: o.pinDigests},
+		Verification:           manager.VerificationOptions{PinDigests: o.pinDigests, PassTTL: o.passTTL, FailTTL: o.failTTL},
 	})
 	if err != nil {
 		return err
