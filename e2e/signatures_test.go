@@ -90,6 +90,27 @@ func TestSignatures(t *testing.T) {
 			func(v float64, _ bool) bool { return v == 1 })
 	})
 
+	t.Run("the key in a Secret is rotated: the running pod's report turns fail", func(t *testing.T) {
+		const ns, policy, secret = "sig-secret", "sig-secret", "sig-secret-key"
+		d.namespace(t, ns, true)
+		d.deleteCIPsAtCleanup(t, policy)
+		img := tools.push(t, reg+"/sig-secret/app:1", "secret")
+		tools.cosign.Sign(t, key1, img, false)
+		d.apply(t, keySecret(secret, pub1))
+		d.apply(t, secretKeyPolicy(policy, reg+"/sig-secret/**", secret))
+		uid := runPassingPod(t, d, ns, "app", img.String(), policy)
+
+		d.apply(t, keySecret(secret, pub2))
+		rotated := time.Now()
+		rep := waitReport(t, d, ns, uid, "the report to turn fail after the Secret's key was rotated", func(rep *reportsv1alpha2.PolicyReport) bool {
+			return resultOf(rep, policy) == reportsv1alpha2.ResultFail
+		})
+		t.Logf("the report turned fail %s after the Secret was changed", time.Since(rotated).Round(100*time.Millisecond))
+		if msg := findResult(rep, policy).Description; !strings.Contains(msg, "no matching signatures") {
+			t.Errorf("result message %q: want \"no matching signatures\"", msg)
+		}
+	})
+
 	t.Run("a signature deleted from the registry turns the report fail within the pass TTL", func(t *testing.T) {
 		const ns, policy = "sig-deleted", "sig-deleted"
 		d.namespace(t, ns, true)
@@ -377,6 +398,37 @@ spec:
       data: |
 %s
 `, policy, glob, indented)
+}
+
+// keySecret is a Secret of Vigil's namespace whose one entry is the key pub.
+func keySecret(name string, pub []byte) string {
+	indented := "    " + strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n    ")
+	return fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata:
+  name: %s
+  namespace: vigil-system
+stringData:
+  cosign.pub: |
+%s
+`, name, indented)
+}
+
+// secretKeyPolicy requires glob's images to be signed by the key in the
+// Secret named secret (key.secretRef).
+func secretKeyPolicy(policy, glob, secret string) string {
+	return fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: %s
+spec:
+  images: [glob: '%s']
+  authorities:
+  - name: release
+    key:
+      secretRef:
+        name: %s
+`, policy, glob, secret)
 }
 
 // podManifest is a pod of one container running image.
