@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ type supplyChain struct {
 	img map[string]name.Digest
 }
 
-func newSupplyChain(t *testing.T) *supplyChain {
+func newSupplyChain(t testing.TB) *supplyChain {
 	t.Helper()
 	cosign := verifytest.FindCosign(t)
 	f := &supplyChain{reg: verifytest.NewRegistry(t), img: map[string]name.Digest{}}
@@ -111,7 +112,7 @@ func newSupplyChain(t *testing.T) *supplyChain {
 
 // catalogPolicy reads a policy of the corpus pointed at the fixture
 // (verifytest.CatalogPolicy says how).
-func (f *supplyChain) catalogPolicy(t *testing.T, dir, file string) *v1beta1.ClusterImagePolicy {
+func (f *supplyChain) catalogPolicy(t testing.TB, dir, file string) *v1beta1.ClusterImagePolicy {
 	t.Helper()
 	return verifytest.CatalogPolicy(t, filepath.Join(dir, file), f.reg.Host, f.pub, f.vs.Name)
 }
@@ -227,6 +228,12 @@ func (f *supplyChain) catalog(t *testing.T, dir string, vf Verification) {
 			if d.Allowed != (tc.want != ResultFail) {
 				t.Errorf("Allowed = %v for a %s", d.Allowed, tc.want)
 			}
+			// Differential: the same decision from the verifier's cache
+			// and the attestation results' cache.
+			again := NewSet([]*CompiledPolicy{p}, nil).Decide(context.Background(), obj(t, podYAML(image)), Options{Verification: vf})
+			if !reflect.DeepEqual(again.Results, d.Results) {
+				t.Errorf("cached decision differs:\n%+v\n%+v", again.Results, d.Results)
+			}
 		})
 	}
 	entries, err := os.ReadDir(dir)
@@ -320,5 +327,34 @@ func (f *supplyChain) attestationMatches(t *testing.T, vf Verification) {
 		if r := d.Results[0]; r.Result != tc.want {
 			t.Errorf("%s: result %s, want %s: %s", tc.body, r.Result, tc.want, r.Message)
 		}
+	}
+}
+
+// BenchmarkDecideAttestations: one pod judged by a catalog policy with an
+// attestation policy, the verifier's answer and the attestation policy's
+// result cached (the steady state of the verify path), beside the same
+// policy reading the clock (its Rego evaluated every time).
+func BenchmarkDecideAttestations(b *testing.B) {
+	dir := sharedDir(b, "conformance", "supply-chain", "policies")
+	f := newSupplyChain(b)
+	vf := Verification{Verifier: verify.New(verify.Options{}), Keychain: verifytest.Keychain{}}
+	for _, bc := range []struct{ name, policy, image string }{
+		{"rego-vuln-cached", "vuln-no-high-or-critical-rego.yaml", "vuln-bad"},
+		{"cue-log4shell-cached", "log4shell-cue.yaml", "sbom-log4shell"},
+		{"rego-scan-age-clock", "vuln-maximum-scan-age-rego.yaml", "scan-fresh"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			p, err := f.compiler().Compile(f.catalogPolicy(b, dir, bc.policy))
+			if err != nil {
+				b.Fatal(err)
+			}
+			set, pod := NewSet([]*CompiledPolicy{p}, nil), obj(b, podYAML(f.img[bc.image].String()))
+			set.Decide(context.Background(), pod, Options{Verification: vf})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				set.Decide(context.Background(), pod, Options{Verification: vf})
+			}
+		})
 	}
 }
