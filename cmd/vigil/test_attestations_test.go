@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,13 +47,7 @@ func TestVigilTestAttestations(t *testing.T) {
 		}
 		return writeFile(t, dir, file, string(out))
 	}
-	tr := verifytest.SigstoreKeysOf(t, "ci-root", vs)
-	tr.APIVersion, tr.Kind = "policy.sigstore.dev/v1alpha1", "TrustRoot"
-	trYAML, err := yaml.Marshal(tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trustRoot := writeFile(t, dir, "trustroot.yaml", string(trYAML))
+	trustRoot := trustRootFile(t, dir, vs)
 	vulns, scanAge, imageAge := policy("vuln-no-high-or-critical-rego.yaml"), policy("vuln-maximum-scan-age-rego.yaml"), policy("maximum-image-age-rego.yaml")
 	for _, tc := range []struct {
 		name, policy, image string
@@ -71,17 +64,7 @@ func TestVigilTestAttestations(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := writeFile(t, dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml",
 				"apiVersion: v1\nkind: Pod\nmetadata: {name: app}\nspec:\n  containers:\n  - {name: app, image: "+tc.image+"}\n")
-			out, code, err := runVigil(t, "test", "-o", "json", "--policy", tc.policy, "--trust-root", trustRoot, "--resource", pod)
-			if code != tc.code {
-				t.Fatalf("exit %d, want %d: %v\n%s", code, tc.code, err, out)
-			}
-			var got struct{ Results []testResult }
-			if err := json.Unmarshal([]byte(out), &got); err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
-			if len(got.Results) != 1 || got.Results[0].Result != tc.result || !strings.Contains(got.Results[0].Message, tc.message) {
-				t.Fatalf("results %+v, want one %s containing %q", got.Results, tc.result, tc.message)
-			}
+			checkOneResult(t, []string{"--policy", tc.policy, "--trust-root", trustRoot, "--resource", pod}, tc.code, tc.result, tc.message)
 		})
 	}
 }
