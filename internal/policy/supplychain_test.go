@@ -139,6 +139,39 @@ func TestSupplyChain(t *testing.T) {
 	t.Run("catalog", func(t *testing.T) { f.catalog(t, dir, vf) })
 	t.Run("clock", func(t *testing.T) { f.clock(t, dir, vf) })
 	t.Run("authorityMatches", func(t *testing.T) { f.attestationMatches(t, vf) })
+	t.Run("config", func(t *testing.T) { f.config(t, dir, vf) })
+}
+
+// fetchConfigFile through evaluation workers (the controller's path: the
+// input with its config crosses to the worker process), and config files
+// that cannot be read: an error result naming the image, never a pass.
+func (f *supplyChain) config(t *testing.T, dir string, vf Verification) {
+	c := f.compiler()
+	c.Workers = newTestPool(t, 0)
+	p, err := c.Compile(f.catalogPolicy(t, dir, "maximum-image-age-rego.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := NewSet([]*CompiledPolicy{p}, nil)
+	for image, want := range map[string]string{"created-recently": ResultPass, "created-long-ago": ResultWarn} {
+		d := set.Decide(context.Background(), obj(t, podYAML(f.img[image].String())), Options{Verification: vf, PolicyTimeout: DefaultPolicyTimeout})
+		if r := d.Results[0]; r.Result != want {
+			t.Errorf("%s through workers: result %s, want %s: %s", image, r.Result, want, r.Message)
+		}
+	}
+	missing := f.reg.Host + "/app/gone@sha256:" + strings.Repeat("0", 64)
+	for _, tc := range []struct {
+		name, image, message string
+		vf                   Verification
+	}{
+		{"no verifier", f.img["created-recently"].String(), "the config file of " + f.img["created-recently"].String() + " cannot be read: no verifier is configured", Verification{}},
+		{"no such image", missing, missing, vf},
+	} {
+		d := set.Decide(context.Background(), obj(t, podYAML(tc.image)), Options{Verification: tc.vf})
+		if r := d.Results[0]; r.Result != ResultError || !strings.Contains(r.Message, tc.message) || !strings.Contains(r.Explanation, "its config file cannot be read") {
+			t.Errorf("%s: result %s %q (%s), want an error naming %q", tc.name, r.Result, r.Message, r.Explanation, tc.message)
+		}
+	}
 }
 
 func (f *supplyChain) catalog(t *testing.T, dir string, vf Verification) {
