@@ -101,11 +101,15 @@ func (ap *attestationPolicy) rename(msg string) string {
 // passes the first failure is the authority's error. A policy's warning
 // fails it, as in policy-controller. On a pass, authorityMatches holds
 // {"attestations": {name: [{id, subject, issuer, predicateType, digest}]}}.
-func (s *signatureAuthority) checkAttestations(ctx context.Context, vf *Verification, a *verify.Authority, req verify.Request) signatureOutcome {
-	ev, err := vf.Verifier.VerifyAttestations(ctx, a, req, s.predicateTypes...)
+func (s *signatureAuthority) checkAttestations(b *budget, vf *Verification, a *verify.Authority, req verify.Request) signatureOutcome {
+	ev, err := vf.Verifier.VerifyAttestations(b.ctx, a, req, s.predicateTypes...)
 	if err != nil {
 		return verificationFailure(err)
 	}
+	// The policies run within the policy's budget; the verification above
+	// within the request's, since the verifier caches what it finds.
+	ctx, cancel := b.evalContext()
+	defer cancel()
 	out := signatureOutcome{expires: ev.ExpiresAt}
 	matches := make(map[string]any, len(s.attestations))
 	for _, ap := range s.attestations {

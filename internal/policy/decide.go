@@ -466,7 +466,7 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 		v, reason, fs := verdictPass, "", []finding(nil)
 		out := &static
 		if (p.signatures || p.fetchConfig) && img.parseErr == nil && len(p.authorities) > 0 {
-			o, exp := p.verifyImage(b.ctx, vf, img)
+			o, exp := p.verifyImage(b, vf, img)
 			out = &o
 			recheck = earliest(recheck, exp)
 			timeDependent = timeDependent || o.timeDependent

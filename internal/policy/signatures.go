@@ -201,7 +201,8 @@ func verificationFailure(err error) signatureOutcome {
 }
 
 // check verifies ref against the authority with the decision's verifier.
-func (s *signatureAuthority) check(ctx context.Context, vf *Verification, ref string) signatureOutcome {
+func (s *signatureAuthority) check(b *budget, vf *Verification, ref string) signatureOutcome {
+	ctx := b.ctx
 	errorf := func(format string, args ...any) signatureOutcome {
 		return signatureOutcome{err: fmt.Sprintf("signature %s validation failed for authority %s for %s: ", s.kind, s.name, ref) + fmt.Sprintf(format, args...), errored: true}
 	}
@@ -220,7 +221,7 @@ func (s *signatureAuthority) check(ctx context.Context, vf *Verification, ref st
 		req.SignatureKeychain = vf.SignatureKeychain(s.pullSecrets)
 	}
 	if len(s.attestations) > 0 {
-		return s.checkAttestations(ctx, vf, a, req)
+		return s.checkAttestations(b, vf, a, req)
 	}
 	ev, err := vf.Verifier.Verify(ctx, a, req)
 	if err != nil {
@@ -266,7 +267,8 @@ type authorityOutcome struct {
 // keyless ones, so that authorityMatches holds all that passed, as in
 // policy-controller. expires is the earliest time a verification's answer
 // may change: a pass or a failure expiring, an error's back-off ending.
-func (p *CompiledPolicy) verifyImage(ctx context.Context, vf *Verification, img *parsedImage) (out authorityOutcome, expires time.Time) {
+func (p *CompiledPolicy) verifyImage(b *budget, vf *Verification, img *parsedImage) (out authorityOutcome, expires time.Time) {
+	ctx := b.ctx
 	ref := img.Image
 	if d, ok := vf.Digests[img.Path]; ok && d != "" {
 		ref = d
@@ -282,7 +284,7 @@ func (p *CompiledPolicy) verifyImage(ctx context.Context, vf *Verification, img 
 			}
 			continue
 		}
-		o := a.sig.check(ctx, vf, ref)
+		o := a.sig.check(b, vf, ref)
 		expires = earliest(expires, o.expires)
 		out.timeDependent = out.timeDependent || o.timeDependent
 		switch {

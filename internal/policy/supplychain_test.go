@@ -140,6 +140,25 @@ func TestSupplyChain(t *testing.T) {
 	t.Run("clock", func(t *testing.T) { f.clock(t, dir, vf) })
 	t.Run("authorityMatches", func(t *testing.T) { f.attestationMatches(t, vf) })
 	t.Run("config", func(t *testing.T) { f.config(t, dir, vf) })
+	t.Run("budget", func(t *testing.T) { f.budget(t, vf) })
+}
+
+// An attestation policy runs within Options.PolicyTimeout: a Rego policy
+// that would run for long is stopped, an error result, never a pass.
+func (f *supplyChain) budget(t *testing.T, vf Verification) {
+	auth := keyAuth(f.pub)
+	auth.Attestations = []v1beta1.Attestation{{Name: "slow", PredicateType: "vuln", Policy: &v1beta1.Policy{Type: v1beta1.PolicyTypeRego,
+		Data: "package sigstore\nisCompliant { count([x | x := numbers.range(1, 100000000)[_]; x > input.predicate.metadata.scanFinishedOn]) >= 0 }"}}}
+	p, err := Compiler{CompileTimeout: -1}.Compile(newCIP("slow", withAuthorities(auth)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	d := NewSet([]*CompiledPolicy{p}, nil).Decide(context.Background(), obj(t, podYAML(f.img["vuln-clean"].String())),
+		Options{Verification: vf, PolicyTimeout: 500 * time.Millisecond})
+	if r := d.Results[0]; r.Result != ResultError || !strings.Contains(r.Message, "failed evaluating rego policy for type slow: ") {
+		t.Fatalf("result %s %q after %v, want an error from the policy's time limit", r.Result, r.Message, time.Since(start))
+	}
 }
 
 // fetchConfigFile through evaluation workers (the controller's path: the
