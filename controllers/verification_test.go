@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/verify"
 )
 
@@ -104,7 +105,10 @@ func TestRecheckAfter(t *testing.T) {
 }
 
 // stubVerifier stands in for *verify.Verifier in unit tests of the glue.
-type stubVerifier struct{ name string }
+type stubVerifier struct {
+	policy.Verifier // attestations and config files: not called here
+	name            string
+}
 
 func (*stubVerifier) Verify(context.Context, *verify.Authority, verify.Request) (*verify.Evidence, error) {
 	return nil, nil

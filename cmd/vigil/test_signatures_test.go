@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -30,6 +31,36 @@ func signaturePolicyYAML(t *testing.T, name string, a v1beta1.Authority) string 
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// checkOneResult runs vigil test -o json with args and checks the exit
+// code and its one result: the word, and a message containing message.
+func checkOneResult(t *testing.T, args []string, code int, result, message string) {
+	t.Helper()
+	out, got, err := runVigil(t, append([]string{"test", "-o", "json"}, args...)...)
+	if got != code {
+		t.Fatalf("exit %d, want %d: %v\n%s", got, code, err, out)
+	}
+	var res struct{ Results []testResult }
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(res.Results) != 1 || res.Results[0].Result != result || !strings.Contains(res.Results[0].Message, message) {
+		t.Fatalf("results %+v, want one %s containing %q", res.Results, result, message)
+	}
+}
+
+// trustRootFile writes the TrustRoot ci-root holding vs's keys, for
+// --trust-root.
+func trustRootFile(t *testing.T, dir string, vs *ca.VirtualSigstore) string {
+	t.Helper()
+	tr := verifytest.SigstoreKeysOf(t, "ci-root", vs)
+	tr.APIVersion, tr.Kind = "policy.sigstore.dev/v1alpha1", "TrustRoot"
+	trYAML, err := yaml.Marshal(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, "trustroot.yaml", string(trYAML))
 }
 
 func podWith(image name.Digest) string {
@@ -65,13 +96,7 @@ func TestVigilTestSignatures(t *testing.T) {
 	keylessAuthority := v1beta1.Authority{Keyless: &v1beta1.KeylessRef{URL: "https://fulcio.example",
 		Identities: []v1beta1.Identity{{Issuer: testIssuer, Subject: testSubject}}, TrustRootRef: "ci-root", InsecureIgnoreSCT: &yes}}
 	keylessPolicy := writeFile(t, dir, "keyless-policy.yaml", signaturePolicyYAML(t, "signed-by-ci", keylessAuthority))
-	tr := verifytest.SigstoreKeysOf(t, "ci-root", vs)
-	tr.APIVersion, tr.Kind = "policy.sigstore.dev/v1alpha1", "TrustRoot"
-	trYAML, err := yaml.Marshal(tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trustRoot := writeFile(t, dir, "trustroot.yaml", string(trYAML))
+	trustRoot := trustRootFile(t, dir, vs)
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -86,19 +111,7 @@ func TestVigilTestSignatures(t *testing.T) {
 		{"keyless of another signer", []string{"--policy", keylessPolicy, "--trust-root", trustRoot, "--resource", writeFile(t, dir, "keyless-signed-by-key.yaml", podWith(signed))}, exitDenied, "fail",
 			"signature keyless validation failed for authority authority-0 for " + signed.String()},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			out, code, err := runVigil(t, append([]string{"test", "-o", "json"}, tc.args...)...)
-			if code != tc.code {
-				t.Fatalf("exit %d, want %d: %v\n%s", code, tc.code, err, out)
-			}
-			var got struct{ Results []testResult }
-			if err := json.Unmarshal([]byte(out), &got); err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
-			if len(got.Results) != 1 || got.Results[0].Result != tc.result || !strings.Contains(got.Results[0].Message, tc.message) {
-				t.Fatalf("results %+v, want one %s containing %q", got.Results, tc.result, tc.message)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkOneResult(t, tc.args, tc.code, tc.result, tc.message) })
 	}
 
 	t.Run("without the Docker configuration's credentials: an error", func(t *testing.T) {

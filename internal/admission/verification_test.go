@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/verify"
 )
 
@@ -35,7 +36,9 @@ func TestCredentialPod(t *testing.T) {
 	}
 }
 
-type stubVerifier struct{}
+type stubVerifier struct {
+	policy.Verifier // attestations and config files: not called here
+}
 
 func (stubVerifier) Verify(context.Context, *verify.Authority, verify.Request) (*verify.Evidence, error) {
 	return nil, nil

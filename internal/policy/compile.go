@@ -139,6 +139,8 @@ type CompiledPolicy struct {
 	report reportFields
 	// attestationClock: an attestation policy reads the clock (clock.go).
 	attestationClock bool
+	// fetchConfig: the body reads the images' config files (fetchConfigFile).
+	fetchConfig bool
 }
 
 // authority is a defaulted authority reduced to what evaluation needs.
@@ -247,14 +249,12 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		p.matches[n] = map[string]any{"static": true}
 	}
 	p.matchesJSON = appendJSON(nil, p.matches)
-	if err := c.compileAttestationPolicies(cip.Name, spec); err != nil {
-		return nil, err
-	}
-	p.attestationClock = attestationsReadClock(spec)
+	p.attestationClock = attestationsReadClock(p.authorities)
 	if pol := spec.Policy; pol != nil {
 		p.includeSpec = isTrue(pol.IncludeSpec)
 		p.includeMeta = isTrue(pol.IncludeObjectMeta)
 		p.includeType = isTrue(pol.IncludeTypeMeta)
+		p.fetchConfig = isTrue(pol.FetchConfigFile)
 		var data string
 		if p.body, data, err = c.compileBody(cip.Name, "spec.policy", pol); err != nil {
 			return nil, err
@@ -266,34 +266,27 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 	return p, nil
 }
 
-// compileAttestationPolicies compiles inline attestation policies so that a
-// syntax error is reported now; Vigil cannot verify attestations yet, so the
-// compiled bodies are not kept.
-func (c Compiler) compileAttestationPolicies(cipName string, spec *v1beta1.ClusterImagePolicySpec) error {
-	for i, a := range spec.Authorities {
-		for _, att := range a.Attestations {
-			if att.Policy == nil || att.Policy.Data == "" {
-				continue
-			}
-			field := child(child(index("spec.authorities", i), "attestations"), "policy")
-			if _, err := c.compileInline(cipName, field, att.Policy.Type, att.Policy.Data, nil); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // compileBody compiles the CIP-level body; data is its source.
 func (c Compiler) compileBody(cipName, field string, pol *v1beta1.Policy) (ev evaluator, data string, err error) {
-	data = pol.Data
+	if data, err = c.policyData(cipName, field, pol); err != nil {
+		return nil, "", err
+	}
+	probe := &sandboxProbe{IncludeSpec: isTrue(pol.IncludeSpec), IncludeObjectMeta: isTrue(pol.IncludeObjectMeta), IncludeTypeMeta: isTrue(pol.IncludeTypeMeta)}
+	ev, err = c.compileInline(cipName, field, pol.Type, data, probe)
+	return ev, data, err
+}
+
+// policyData is the source of a policy: data, or the body configMapRef or
+// remote names, through the Resolver.
+func (c Compiler) policyData(cipName, field string, pol *v1beta1.Policy) (string, error) {
+	data := pol.Data
 	if data == "" {
 		source, sourceField := "configMapRef", child(field, "configMapRef")
 		if pol.Remote != nil {
 			source, sourceField = "remote", child(field, "remote")
 		}
 		if c.Resolver == nil {
-			return nil, "", &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
+			return "", &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
 				Message: fmt.Sprintf("%s: policy body from %s is not available offline", sourceField, source)}
 		}
 		body, err := c.Resolver.ResolvePolicyBody(cipName, pol)
@@ -301,14 +294,12 @@ func (c Compiler) compileBody(cipName, field string, pol *v1beta1.Policy) (ev ev
 			err = checkSHA256(body, pol.Remote.Sha256sum)
 		}
 		if err != nil {
-			return nil, "", &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
+			return "", &InvalidPolicyError{Policy: cipName, Reason: ReasonBodyUnavailable, Field: sourceField,
 				Message: fmt.Sprintf("%s: %v", sourceField, err)}
 		}
 		data = body
 	}
-	probe := &sandboxProbe{IncludeSpec: isTrue(pol.IncludeSpec), IncludeObjectMeta: isTrue(pol.IncludeObjectMeta), IncludeTypeMeta: isTrue(pol.IncludeTypeMeta)}
-	ev, err = c.compileInline(cipName, field, pol.Type, data, probe)
-	return ev, data, err
+	return data, nil
 }
 
 func checkSHA256(body, want string) error {

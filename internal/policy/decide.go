@@ -65,6 +65,33 @@ type Options struct {
 	// Verification judges key and keyless authorities; the zero value
 	// gives them an error result.
 	Verification Verification
+	// ClockRecheck bounds how far away Decision.RecheckAt is when a policy
+	// that reads the clock (its body or an attestation policy, see
+	// CompiledPolicy.TimeDependent) was evaluated: its result may change
+	// as time passes with nothing else changed. Zero means
+	// DefaultClockRecheck.
+	ClockRecheck time.Duration
+	// Now is the clock RecheckAt counts from; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultClockRecheck is how often a result that depends on the clock is
+// judged again by default: a maximum scan or image age counts in days, so
+// a few minutes late is close enough, and the verifier's caches answer the
+// repeated registry questions.
+const DefaultClockRecheck = 5 * time.Minute
+
+// clockRecheckAt is when a result that read the clock is judged again.
+func (o *Options) clockRecheckAt() time.Time {
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	d := o.ClockRecheck
+	if d <= 0 {
+		d = DefaultClockRecheck
+	}
+	return now().Add(d)
 }
 
 // Observer is told the time one policy took to judge one object, by the
@@ -95,6 +122,13 @@ type Result struct {
 	// policy. Category and Severity are the policy author's
 	// (AnnotationCategory, AnnotationSeverity), "" when not set.
 	Rule, Category, Severity string
+	// TimeDependent: a policy that reads the clock (its body or an
+	// attestation policy) was evaluated for this result, which may
+	// therefore change as time passes with nothing else changed. A result
+	// that turned between two decisions of the same object under the same
+	// policy generation, with TimeDependent set, turned because time
+	// passed (unless a verification it rests on changed).
+	TimeDependent bool
 }
 
 // Decision is the judgement of one object against a Set.
@@ -110,9 +144,10 @@ type Decision struct {
 	Warnings []string
 	// RecheckAt is when this decision may change with nothing in the
 	// cluster changed: the earliest expiry of a verification it rests on
-	// (a pass or a failure from the verifier's cache) or a retry after a
-	// verification error. Zero when it rests on none. The verify path
-	// judges the object again then.
+	// (a pass or a failure from the verifier's cache), a retry after a
+	// verification error, or Options.ClockRecheck from now when a policy
+	// that reads the clock was evaluated. Zero when it rests on none. The
+	// verify path judges the object again then.
 	RecheckAt time.Time
 }
 
@@ -286,8 +321,9 @@ func (s *Set) Decide(ctx context.Context, obj *Object, opts Options) Decision {
 			if e.compiled != nil {
 				var at time.Time
 				r, errs, at = e.compiled.judge(&b, obj, matched, in, &opts.Verification)
-				if !at.IsZero() && (recheck.IsZero() || at.Before(recheck)) {
-					recheck = at
+				recheck = earliest(recheck, at)
+				if r.TimeDependent {
+					recheck = earliest(recheck, opts.clockRecheckAt())
 				}
 			} else {
 				r, errs = e.broken.judge(obj, matched)
@@ -422,19 +458,18 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 	var findings []finding
 	var body bodyResult
 	var bodyReason string
-	var bodyFor []byte // the authorityMatches the body was evaluated with
-	evaluated, bodyExplained := false, false
+	var bodyFor, configFor []byte // the authorityMatches and config the body was evaluated with
+	evaluated, bodyExplained, timeDependent := false, false, false
 	static := authorityOutcome{passed: len(p.passed) > 0, matches: p.matches, matchesJSON: p.matchesJSON,
 		errs: p.authErrs, reason: p.authReason, errored: p.authErrored}
 	for _, img := range images {
 		v, reason, fs := verdictPass, "", []finding(nil)
 		out := &static
-		if p.signatures && img.parseErr == nil && len(p.authorities) > 0 {
-			o, exp := p.verifyImage(b.ctx, vf, img)
+		if (p.signatures || p.fetchConfig) && img.parseErr == nil && len(p.authorities) > 0 {
+			o, exp := p.verifyImage(b, vf, img)
 			out = &o
-			if !exp.IsZero() && (recheck.IsZero() || exp.Before(recheck)) {
-				recheck = exp
-			}
+			recheck = earliest(recheck, exp)
+			timeDependent = timeDependent || o.timeDependent
 		}
 		switch {
 		case img.parseErr != nil:
@@ -449,8 +484,12 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 				v = verdictError
 			}
 			fs = p.authorityFindings(img, out)
+		case out.configErr != "":
+			v, reason = verdictError, out.configErr
+			fs = []finding{{where: img.where(), phrase: "its config file cannot be read: " + out.configErr, custom: true}}
 		case p.body != nil:
-			if !evaluated || !bytes.Equal(bodyFor, out.matchesJSON) {
+			timeDependent = timeDependent || p.body.timeDependent()
+			if !evaluated || !bytes.Equal(bodyFor, out.matchesJSON) || !bytes.Equal(configFor, out.configJSON) {
 				in.cur = out
 				body = p.evaluateBody(b, in)
 				in.cur = nil
@@ -458,7 +497,7 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 				if body.err != nil {
 					bodyReason = body.err.Error()
 				}
-				evaluated, bodyFor = true, out.matchesJSON
+				evaluated, bodyFor, configFor = true, out.matchesJSON, out.configJSON
 			}
 			if body.err != nil {
 				v, reason = verdictFail, bodyReason
@@ -487,7 +526,7 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 			Level:   lvl,
 		})
 	}
-	r := Result{Policy: p.Name, Mode: p.Mode, Generation: p.Generation, Result: resultWord(worst, p.Mode)}
+	r := Result{Policy: p.Name, Mode: p.Mode, Generation: p.Generation, Result: resultWord(worst, p.Mode), TimeDependent: timeDependent}
 	p.report.stamp(&r)
 	if worst == verdictPass {
 		r.Explanation = in.satisfies(p.Name)

@@ -13,7 +13,7 @@ import (
 )
 
 // inputBuilder assembles the documents CIP-level policies judge,
-// {"authorityMatches", "metadata", "spec", "typemeta"}, for one decision.
+// {"authorityMatches", "config", "metadata", "spec", "typemeta"}, for one decision.
 // Each policy gets its own document: the part of the object its projection
 // reads, written directly from the object's map, or for policies without a
 // projection the whole document, whose parts are written at most once per
@@ -32,7 +32,7 @@ type inputBuilder struct {
 	cur *authorityOutcome
 
 	// whole JSON of the metadata, spec and typemeta parts, on first use.
-	wholeJSON [3][]byte
+	wholeJSON [len(inputKeys)][]byte
 }
 
 func newInputBuilder(obj *Object) *inputBuilder {
@@ -67,7 +67,7 @@ func (b *inputBuilder) satisfies(policy string) string {
 }
 
 // The input's top-level keys, in the (sorted) order documents are written.
-var inputKeys = [...]string{"authorityMatches", "metadata", "spec", "typemeta"}
+var inputKeys = [...]string{"authorityMatches", "config", "metadata", "spec", "typemeta"}
 
 // part is the value of a top-level key of p's input and whether the input has it.
 func (b *inputBuilder) part(p *CompiledPolicy, key string) (any, bool) {
@@ -77,6 +77,11 @@ func (b *inputBuilder) part(p *CompiledPolicy, key string) (any, bool) {
 			return b.cur.matches, true
 		}
 		return p.matches, true
+	case "config": // fetchConfigFile: the image's config files, per image
+		if b.cur == nil || b.cur.config == nil {
+			return nil, false
+		}
+		return b.cur.config, true
 	case "metadata":
 		if !p.includeMeta {
 			return nil, false
@@ -146,13 +151,15 @@ func (b *inputBuilder) build(p *CompiledPolicy) evalInput {
 			} else {
 				buf = append(buf, p.matchesJSON...)
 			}
+		case key == "config" && (q == nil || q.kind == projWhole):
+			buf = append(buf, b.cur.configJSON...)
 		case q != nil && q.kind != projWhole:
 			buf = appendProjected(buf, v, q)
 		default: // the whole part, written once per decision
-			if b.wholeJSON[i-1] == nil {
-				b.wholeJSON[i-1] = appendJSON(nil, v)
+			if b.wholeJSON[i] == nil {
+				b.wholeJSON[i] = appendJSON(nil, v)
 			}
-			buf = append(buf, b.wholeJSON[i-1]...)
+			buf = append(buf, b.wholeJSON[i]...)
 		}
 		in.parts[in.nparts] = inputPart{key: key, start: start - doc, end: len(buf) - doc}
 		in.nparts++

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -35,6 +37,10 @@ type signatureAuthority struct {
 	needsPublicGood bool
 	spec            verify.AuthoritySpec
 	mu              sync.Mutex
+	// attestations, when there are any, are verified and judged instead of
+	// the signatures, as in policy-controller (attestations.go).
+	attestations   []*attestationPolicy
+	predicateTypes []string
 }
 
 // compileSignatureAuthority reads the references of a key or keyless
@@ -42,6 +48,11 @@ type signatureAuthority struct {
 func (c Compiler) compileSignatureAuthority(cipName string, i int, a *v1beta1.Authority) (*signatureAuthority, error) {
 	p := index("spec.authorities", i)
 	s := &signatureAuthority{name: a.Name}
+	atts, err := c.compileAttestations(cipName, i, a)
+	if err != nil {
+		return nil, err
+	}
+	s.attestations, s.predicateTypes = atts, predicateTypes(atts)
 	spec := verify.AuthoritySpec{Name: a.Name, SignatureFormat: verify.SignatureFormat(a.SignatureFormat)}
 	unavailable := func(field string, err error) (*signatureAuthority, error) {
 		return nil, &InvalidPolicyError{Policy: cipName, Reason: ReasonReferenceUnavailable, Field: field,
@@ -175,10 +186,23 @@ type signatureOutcome struct {
 	err     string         // the message otherwise
 	errored bool           // no verdict could be reached
 	expires time.Time      // the pass stands until then, or the failure or error may change then
+	// timeDependent: an attestation policy that reads the clock was evaluated.
+	timeDependent bool
+}
+
+// verificationFailure is the outcome of a verifier's error: a verdict
+// (fail) or not (error), and when it may change.
+func verificationFailure(err error) signatureOutcome {
+	o := signatureOutcome{err: err.Error(), errored: !verify.ReasonOf(err).Verdict()}
+	if ve := (*verify.Error)(nil); errors.As(err, &ve) {
+		o.expires = ve.RetryAt
+	}
+	return o
 }
 
 // check verifies ref against the authority with the decision's verifier.
-func (s *signatureAuthority) check(ctx context.Context, vf *Verification, ref string) signatureOutcome {
+func (s *signatureAuthority) check(b *budget, vf *Verification, ref string) signatureOutcome {
+	ctx := b.ctx
 	errorf := func(format string, args ...any) signatureOutcome {
 		return signatureOutcome{err: fmt.Sprintf("signature %s validation failed for authority %s for %s: ", s.kind, s.name, ref) + fmt.Sprintf(format, args...), errored: true}
 	}
@@ -196,13 +220,12 @@ func (s *signatureAuthority) check(ctx context.Context, vf *Verification, ref st
 	if len(s.pullSecrets) > 0 && vf.SignatureKeychain != nil {
 		req.SignatureKeychain = vf.SignatureKeychain(s.pullSecrets)
 	}
+	if len(s.attestations) > 0 {
+		return s.checkAttestations(b, vf, a, req)
+	}
 	ev, err := vf.Verifier.Verify(ctx, a, req)
 	if err != nil {
-		o := signatureOutcome{err: err.Error(), errored: !verify.ReasonOf(err).Verdict()}
-		if ve := (*verify.Error)(nil); errors.As(err, &ve) {
-			o.expires = ve.RetryAt
-		}
-		return o
+		return verificationFailure(err)
 	}
 	sigs := make([]any, 0, len(ev.Signatures))
 	for _, sg := range ev.Signatures {
@@ -231,13 +254,21 @@ type authorityOutcome struct {
 	errs        []string
 	reason      string // errs joined, as messages give them
 	errored     bool   // some authority that did not pass reached no verdict
+	// config is the image's config files by platform (fetchConfigFile),
+	// as JSON values and as JSON; configErr says why they could not be read.
+	config     map[string]any
+	configJSON []byte
+	configErr  string
+	// timeDependent: an attestation policy that reads the clock was evaluated.
+	timeDependent bool
 }
 
 // verifyImage evaluates every authority of p for img, verifying key and
 // keyless ones, so that authorityMatches holds all that passed, as in
 // policy-controller. expires is the earliest time a verification's answer
 // may change: a pass or a failure expiring, an error's back-off ending.
-func (p *CompiledPolicy) verifyImage(ctx context.Context, vf *Verification, img *parsedImage) (out authorityOutcome, expires time.Time) {
+func (p *CompiledPolicy) verifyImage(b *budget, vf *Verification, img *parsedImage) (out authorityOutcome, expires time.Time) {
+	ctx := b.ctx
 	ref := img.Image
 	if d, ok := vf.Digests[img.Path]; ok && d != "" {
 		ref = d
@@ -253,10 +284,9 @@ func (p *CompiledPolicy) verifyImage(ctx context.Context, vf *Verification, img 
 			}
 			continue
 		}
-		o := a.sig.check(ctx, vf, ref)
-		if !o.expires.IsZero() && (expires.IsZero() || o.expires.Before(expires)) {
-			expires = o.expires
-		}
+		o := a.sig.check(b, vf, ref)
+		expires = earliest(expires, o.expires)
+		out.timeDependent = out.timeDependent || o.timeDependent
 		switch {
 		case o.match != nil:
 			out.matches[a.name] = o.match
@@ -268,7 +298,48 @@ func (p *CompiledPolicy) verifyImage(ctx context.Context, vf *Verification, img 
 	out.passed = len(out.matches) > 0
 	out.reason = joinReasons(out.errs)
 	out.matchesJSON = appendJSON(nil, out.matches)
+	if p.fetchConfig && out.passed {
+		expires = earliest(expires, p.configFiles(ctx, vf, ref, &out))
+	}
 	return out, expires
+}
+
+// configFiles puts the image's config files in out, as policy-controller's
+// fetchConfigFile gives them to the CIP-level policy under "config", or the
+// reason they cannot be read in out.configErr.
+func (p *CompiledPolicy) configFiles(ctx context.Context, vf *Verification, ref string, out *authorityOutcome) (expires time.Time) {
+	if vf.Verifier == nil {
+		out.configErr = fmt.Sprintf("fetchConfigFile: the config file of %s cannot be read: no verifier is configured", ref)
+		return time.Time{}
+	}
+	cf, err := vf.Verifier.ConfigFiles(ctx, ref, vf.Keychain, vf.Lane)
+	if err != nil {
+		out.configErr = err.Error()
+		if ve := (*verify.Error)(nil); errors.As(err, &ve) {
+			expires = ve.RetryAt
+		}
+		return expires
+	}
+	raw, err := json.Marshal(cf.ByPlatform)
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		err = dec.Decode(&out.config)
+	}
+	if err != nil { // config files decoded from JSON; cannot happen
+		out.configErr = fmt.Sprintf("the config files of %s: %v", ref, err)
+		return cf.ExpiresAt
+	}
+	out.configJSON = appendJSON(nil, out.config)
+	return cf.ExpiresAt
+}
+
+// earliest is the earlier of two times, zero standing for none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // joinReasons joins the non-empty errors with spaces.

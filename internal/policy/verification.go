@@ -8,13 +8,18 @@ import (
 	"github.com/vigil-dev/vigil/internal/verify"
 )
 
-// Verifier verifies one image against one key or keyless authority.
+// Verifier verifies one image against one key or keyless authority, its
+// signatures or its attestations, and fetches images' config files.
 // *verify.Verifier implements it; the webhook, the reconcilers and vigil
 // test share one instance per process, so they never disagree. The decision
 // does no I/O of its own: every registry request goes through it.
 type Verifier interface {
 	Verify(ctx context.Context, a *verify.Authority, req verify.Request) (*verify.Evidence, error)
+	VerifyAttestations(ctx context.Context, a *verify.Authority, req verify.Request, predicateTypes ...string) (*verify.AttestationEvidence, error)
+	ConfigFiles(ctx context.Context, image string, kc authn.Keychain, lane verify.Lane) (*verify.ConfigFiles, error)
 }
+
+var _ Verifier = (*verify.Verifier)(nil)
 
 // Verification is what a decision needs to judge key and keyless
 // authorities. The zero value has no verifier: such authorities give an

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -91,6 +92,12 @@ func (r *Registry) PushImage(t testing.TB, repo string) name.Digest {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r.Push(t, repo, img)
+}
+
+// Push pushes img to repo:latest and returns its digest reference.
+func (r *Registry) Push(t testing.TB, repo string, img v1.Image) name.Digest {
+	t.Helper()
 	tag, err := name.NewTag(r.Host + "/" + repo + ":latest")
 	if err != nil {
 		t.Fatal(err)

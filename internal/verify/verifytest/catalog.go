@@ -1,0 +1,76 @@
+package verifytest
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"sigs.k8s.io/yaml"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+)
+
+// CatalogPolicy reads a ClusterImagePolicy of the supply-chain corpus (the
+// first document of path) and points it at a test fixture: the images glob
+// at registryHost (unless it names k8s.gcr.io, what the policy is about),
+// key.data at pub, and keyless authorities at the TrustRoot trustRoot with
+// insecureIgnoreSCT (a VirtualSigstore's certificates carry no SCT),
+// without ctlog and rfc3161timestamp (public services, or a TSA Vigil does
+// not verify yet), and reading attestations as bundle referrers (the
+// VirtualSigstore legacy writer keeps one attestation per .att tag).
+// Identities, predicate types and policies stay as written.
+func CatalogPolicy(t testing.TB, path, registryHost string, pub []byte, trustRoot string) *v1beta1.ClusterImagePolicy {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(raw), "\n---\n")
+	var cip v1beta1.ClusterImagePolicy
+	if err := yaml.UnmarshalStrict([]byte(first), &cip); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(cip.Spec.Images) == 0 || !strings.HasPrefix(cip.Spec.Images[0].Glob, "k8s.gcr.io") {
+		cip.Spec.Images = []v1beta1.ImagePattern{{Glob: registryHost + "/**"}}
+	}
+	yes := true
+	for i := range cip.Spec.Authorities {
+		a := &cip.Spec.Authorities[i]
+		if a.Key != nil {
+			a.Key.Data = string(pub)
+		}
+		if a.Keyless != nil {
+			a.Keyless.TrustRootRef, a.Keyless.InsecureIgnoreSCT = trustRoot, &yes
+			a.CTLog, a.RFC3161Timestamp = nil, nil
+			if len(a.Attestations) > 0 {
+				a.SignatureFormat = "bundle"
+			}
+		}
+	}
+	return &cip
+}
+
+// PushCreated pushes a linux/amd64 image to repo whose config says it was
+// created at (what a maximum-image-age policy reads through fetchConfigFile).
+func (r *Registry) PushCreated(t testing.TB, repo string, at time.Time) name.Digest {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Created = "linux", "amd64", v1.Time{Time: at}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	return r.Push(t, repo, img)
+}
