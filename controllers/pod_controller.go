@@ -52,7 +52,13 @@ type PodReconciler struct {
 	policyCountsChanged func(policies []string)
 	// triggers remembers why a pod was queued, for vigil_evaluations_total.
 	triggers sync.Map
-	now      func() time.Time
+	// rechecks holds when each pod is due to be judged again because time
+	// passes (Decision.RecheckAt): a judgement at or after it that nothing
+	// else queued has the trigger "time".
+	rechecks sync.Map
+	// clockRecheck is Options.ClockRecheck.
+	clockRecheck time.Duration
+	now          func() time.Time
 }
 
 // Reconcile judges one pod and writes its report: fetch, decide, plan,
@@ -67,6 +73,8 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	trigger := metrics.TriggerPod
 	if t, ok := r.triggers.LoadAndDelete(req.NamespacedName); ok {
 		trigger = t.(string)
+	} else if due, ok := r.rechecks.LoadAndDelete(req.NamespacedName); ok && !r.now().Before(due.(time.Time)) {
+		trigger = metrics.TriggerTime
 	}
 	stale := r.stale.get(req.NamespacedName)
 	pod, uid, err := r.fetch(ctx, req.NamespacedName)
@@ -75,6 +83,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	if pod == nil {
 		// Not judged: the report of the pod as it is goes too.
+		r.rechecks.Delete(req.NamespacedName)
 		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "", append(stale, string(uid)))
 	}
 	d, err := r.decide(ctx, pod, trigger)
@@ -96,11 +105,18 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if err := r.forget(ctx, req.NamespacedName, pod.UID, stale); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.announce(pod, plan.Transitions)
+	r.announce(pod, plan.Transitions, trigger)
 	r.count(req.NamespacedName, d, plan.Transitions)
-	// A verdict of the verifier expires, or an error is retried: judge the
-	// pod again then, although nothing in the cluster changed.
-	return ctrl.Result{RequeueAfter: recheckAfter(d.RecheckAt, r.now())}, nil
+	// A verdict of the verifier expires, an error is retried, or a policy
+	// reads the clock: judge the pod again then, although nothing in the
+	// cluster changed.
+	after := recheckAfter(d.RecheckAt, r.now())
+	if after > 0 {
+		r.rechecks.Store(req.NamespacedName, r.now().Add(after))
+	} else {
+		r.rechecks.Delete(req.NamespacedName)
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
 }
 
 // fetch returns the pod if it gets a report, nil if not: it is gone,
@@ -152,6 +168,7 @@ func (r *PodReconciler) decide(ctx context.Context, pod *corev1.Pod, trigger str
 	}
 	d := r.Policies.Set().Decide(ctx, obj, policy.Options{
 		NoMatchPolicy: r.Settings.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout, Observer: metrics.EvaluationObserver{},
+		ClockRecheck: r.clockRecheck,
 		Verification: r.verification(ctx, pod),
 	})
 	metrics.LastEvaluation.SetToCurrentTime()
@@ -249,15 +266,20 @@ func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, ke
 }
 
 // announce emits an event for each result that turned, and counts drift.
-func (r *PodReconciler) announce(pod *corev1.Pod, transitions []report.Transition) {
+// A result that turned at a judgement only time called for says so.
+func (r *PodReconciler) announce(pod *corev1.Pod, transitions []report.Transition, trigger string) {
+	since := ""
+	if trigger == metrics.TriggerTime {
+		since = " (judged again as time passed: a verification expired or the policy reads the clock)"
+	}
 	for _, t := range transitions {
 		switch {
 		case t.Violation():
-			r.events.warning(pod, ReasonPolicyViolation, fmt.Sprintf("%s (%s): %s", t.Policy, t.To, t.Description))
+			r.events.warning(pod, ReasonPolicyViolation, fmt.Sprintf("%s (%s)%s: %s", t.Policy, t.To, since, t.Description))
 		case t.Errored():
-			r.events.warning(pod, ReasonPolicyError, fmt.Sprintf("%s cannot be evaluated: %s", t.Policy, t.Description))
+			r.events.warning(pod, ReasonPolicyError, fmt.Sprintf("%s cannot be evaluated%s: %s", t.Policy, since, t.Description))
 		case t.Compliant():
-			r.events.normal(pod, ReasonPolicyCompliant, fmt.Sprintf("%s: the pod satisfies the policy again", t.Policy))
+			r.events.normal(pod, ReasonPolicyCompliant, fmt.Sprintf("%s: the pod satisfies the policy again%s", t.Policy, since))
 		}
 		if t.Drift {
 			metrics.AddDrift(t.Policy, pod.Namespace)

@@ -45,6 +45,9 @@ type Options struct {
 	// ResyncPeriod is how often every pod is judged again although nothing
 	// changed, which bounds how stale a report can be if an event was lost.
 	ResyncPeriod time.Duration
+	// ClockRecheck is the longest a pod under a policy that reads the clock
+	// waits before it is judged again (policy.Options.ClockRecheck).
+	ClockRecheck time.Duration
 	// SkipNameValidation lets one process set the verify path up more than
 	// once, as tests that restart the controller in-process do;
 	// controller-runtime otherwise refuses a second controller of a name.
@@ -53,7 +56,8 @@ type Options struct {
 
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
-	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 16, EventsPerSecond: 10, EventBurst: 100, ResyncPeriod: 10 * time.Minute}
+	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 16, EventsPerSecond: 10, EventBurst: 100, ResyncPeriod: 10 * time.Minute,
+		ClockRecheck: policy.DefaultClockRecheck}
 }
 
 // Deps are what the verify path shares with the webhook on every replica.
@@ -114,7 +118,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	pods := &PodReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Deps: deps,
 		scope: scope, events: events, tally: counts, stale: newStaleReports(), own: newOwnWrites(),
-		open: open, now: time.Now,
+		open: open, now: time.Now, clockRecheck: o.ClockRecheck,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
 				if n != policy.NoMatchingPolicies {

@@ -801,3 +801,41 @@ func TestResync(t *testing.T) {
 		t.Errorf("the report was rewritten by a resync that changed nothing (resourceVersion %s -> %s)", rep.ResourceVersion, again.ResourceVersion)
 	}
 }
+
+// A policy that reads the clock turns a running pod's result when its time
+// comes, with nothing in the cluster changed: the pod is judged again
+// within --clock-recheck, the judgement counts under the trigger "time",
+// and the PolicyViolation event says why it came (issue 18).
+func TestClockPolicyTurnsAsTimePasses(t *testing.T) {
+	testenv.Integration(t)
+	opts := controllers.DefaultOptions()
+	opts.ClockRecheck = time.Second
+	startVigil(t, opts)
+
+	ns := newNamespace("clock", true)
+	create(t, ns)
+	// Compliant until a few seconds from now, as a scan's maximum age
+	// would be.
+	deadline := time.Now().Add(4 * time.Second).UnixNano()
+	rego := fmt.Sprintf("package sigstore\nisCompliant { time.now_ns() < %d }\n", deadline)
+	cip := newPolicy("clock-age", glob("clock"), func(c *v1beta1.ClusterImagePolicy) {
+		c.Spec.Policy = &v1beta1.Policy{Type: "rego", Data: rego}
+	})
+	create(t, cip)
+	pod := newPod(ns.Name, "app", image("clock", "app"))
+	create(t, pod)
+	waitForResults(t, pod, results{"clock-age": pass})
+	byTime := func() float64 {
+		return metricSum(t, "vigil_evaluations_total", map[string]string{"trigger": "time"})
+	}
+	before := byTime()
+
+	waitForResults(t, pod, results{"clock-age": fail})
+	events := waitForEvent(t, pod, corev1.EventTypeWarning, controllers.ReasonPolicyViolation)
+	if note := events[len(events)-1].Note; !strings.Contains(note, "as time passed") {
+		t.Errorf("PolicyViolation note %q does not say the pod was judged again as time passed", note)
+	}
+	if after := byTime(); after <= before {
+		t.Errorf("vigil_evaluations_total{trigger=\"time\"} = %v, was %v: the recheck was not counted as time's", after, before)
+	}
+}

@@ -67,6 +67,7 @@ configuration --webhook-config-name.`,
 			for flag, d := range map[string]time.Duration{
 				"--verification-pass-ttl":    opts.Verification.PassTTL,
 				"--verification-failure-ttl": opts.Verification.FailTTL,
+				"--clock-recheck":            verify.ClockRecheck,
 			} {
 				if d <= 0 {
 					return &exitError{code: exitBadInput, err: fmt.Errorf("%s must be positive, not %s", flag, d)}
@@ -137,6 +138,7 @@ configuration --webhook-config-name.`,
 	f.IntVar(&verify.Workers, "workers", verify.Workers, "pods judged at once by the verify path")
 	f.Float64Var(&verify.EventsPerSecond, "events-per-second", verify.EventsPerSecond, "sustained rate of PolicyViolation and PolicyCompliant events; bursts beyond it are dropped and counted")
 	f.DurationVar(&verify.ResyncPeriod, "resync-period", verify.ResyncPeriod, "how often every pod is judged again although nothing changed; 0 turns it off")
+	f.DurationVar(&verify.ClockRecheck, "clock-recheck", verify.ClockRecheck, "longest wait before a pod under a policy that reads the clock (time.now_ns) is judged again, so its result turns within it of the moment it should")
 	f.IntVar(&verify.EventBurst, "event-burst", verify.EventBurst, "events emitted at once before --events-per-second applies")
 	f.DurationVar(&opts.Verification.PassTTL, "verification-pass-ttl", manager.DefaultVerificationPassTTL, "how long a verified signature stands before the image is verified again")
 	f.DurationVar(&opts.Verification.FailTTL, "verification-failure-ttl", manager.DefaultVerificationFailTTL, "how long a verified failure (no signature, wrong key or identity) stands before the image is verified again; errors are retried sooner, with back-off")

@@ -20,6 +20,9 @@ const (
 	TriggerPod       = "pod"
 	TriggerPolicy    = "policy"
 	TriggerResync    = "resync"
+	// TriggerTime: judged again only because time passed (a verification
+	// expired or was retried, or a policy reads the clock).
+	TriggerTime = "time"
 )
 
 // Admission decisions, the values of the decision label.
