@@ -50,6 +50,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -90,6 +91,7 @@ import (
 	"github.com/vigil-dev/vigil/internal/policystore"
 	"github.com/vigil-dev/vigil/internal/settings"
 	"github.com/vigil-dev/vigil/internal/testenv"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
 // The request mix: loadWorkloads Deployments of loadReplicas replicas each,
@@ -125,6 +127,8 @@ type loadEnv struct {
 	reviews            []review
 	next               atomic.Uint64 // requests made, for unique uids
 	maxConns           int           // VIGIL_LOAD_MAX_CONNS; 0: no bound, as vegeta
+	client             *http.Client  // one request at a time, for checks and warm-up
+	signed             *signedMix    // nil: the seed policy's static authority
 }
 
 // defaultCaps are the 13 capabilities the seed policy allows.
@@ -137,8 +141,9 @@ var setLoggerOnce sync.Once
 
 // startLoadEnv starts kube-apiserver and etcd, the manager as `vigil
 // controller` starts it, the seed policy, and the floor server; everything
-// stops when tb ends.
-func startLoadEnv(tb testing.TB) *loadEnv {
+// stops when tb ends. With signed, the pods' images are signed ones and the
+// seed policy's authority is signed's key.
+func startLoadEnv(tb testing.TB, signed *signedMix) *loadEnv {
 	tb.Helper()
 	setLoggerOnce.Do(func() {
 		var logs io.Writer = io.Discard
@@ -227,17 +232,23 @@ func startLoadEnv(tb testing.TB) *loadEnv {
 		vigilURL: fmt.Sprintf("https://127.0.0.1:%d%s?timeout=%ds", port, admission.WorkloadPath, admission.TimeoutSeconds),
 		floorURL: fmt.Sprintf("https://127.0.0.1:%d%s?timeout=%ds", floorPort, admission.WorkloadPath, admission.TimeoutSeconds),
 		tls:      &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12},
+		signed:   signed,
 	}
+	e.client = &http.Client{Timeout: admission.TimeoutSeconds * time.Second, Transport: &http.Transport{TLSClientConfig: e.tls}}
 
-	applySeedPolicy(tb, ctx, k8s, m)
+	applySeedPolicy(tb, ctx, k8s, m, signed)
 	startFloor(tb, ctx, floorPort, certDir)
-	e.reviews = buildReviews(tb)
+	var images func(string) string
+	if signed != nil {
+		images = signed.image
+	}
+	e.reviews = buildReviews(tb, images)
 	return e
 }
 
 // applySeedPolicy creates the policy through the apiserver (which asks
 // Vigil's policy webhook first) and waits until the store compiled it.
-func applySeedPolicy(tb testing.TB, ctx context.Context, k8s client.Client, m *manager.Manager) {
+func applySeedPolicy(tb testing.TB, ctx context.Context, k8s client.Client, m *manager.Manager, signed *signedMix) {
 	tb.Helper()
 	cip, err := testenv.SeedPolicy()
 	if err != nil {
@@ -245,6 +256,9 @@ func applySeedPolicy(tb testing.TB, ctx context.Context, k8s client.Client, m *m
 	}
 	if cip.Name != seedPolicy {
 		tb.Fatalf("config/samples/cip.yaml holds %s, not %s", cip.Name, seedPolicy)
+	}
+	if signed != nil {
+		cip.Spec.Authorities = []v1beta1.Authority{{Name: "release-key", Key: &v1beta1.KeyRef{Data: string(signed.pub)}}}
 	}
 	deadline := time.Now().Add(time.Minute)
 	// The apiserver may still be reading the freshly injected caBundle.
@@ -595,8 +609,9 @@ func reviewOf(tb testing.TB, p *corev1.Pod, user authenticationv1.UserInfo, allo
 	return review{body: body, uidAt: at + len(`"uid":"`), allowed: allowed, name: p.Name}
 }
 
-// buildReviews is the mix in a fixed shuffled order.
-func buildReviews(tb testing.TB) []review {
+// buildReviews is the mix in a fixed shuffled order; images, when set,
+// replaces every image of the pods.
+func buildReviews(tb testing.TB, images func(string) string) []review {
 	tb.Helper()
 	rsController := authenticationv1.UserInfo{
 		Username: "system:serviceaccount:kube-system:replicaset-controller",
@@ -608,15 +623,28 @@ func buildReviews(tb testing.TB) []review {
 	for w := range loadWorkloads {
 		fails := w%16 == 5
 		for r := range loadReplicas {
-			rs = append(rs, reviewOf(tb, replica(w, r, fails), rsController, !fails))
+			rs = append(rs, reviewOf(tb, withImages(replica(w, r, fails), images), rsController, !fails))
 		}
 	}
 	for u := range loadUnique {
 		fails := u%16 == 3
-		rs = append(rs, reviewOf(tb, unique(u, fails), admin, !fails))
+		rs = append(rs, reviewOf(tb, withImages(unique(u, fails), images), admin, !fails))
 	}
 	rand.New(rand.NewPCG(8, 2)).Shuffle(len(rs), func(i, j int) { rs[i], rs[j] = rs[j], rs[i] })
 	return rs
+}
+
+// withImages replaces the images of p's containers by images(image).
+func withImages(p *corev1.Pod, images func(string) string) *corev1.Pod {
+	if images == nil {
+		return p
+	}
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			cs[i].Image = images(cs[i].Image)
+		}
+	}
+	return p
 }
 
 // request n's uid; n also picks the body.
@@ -852,16 +880,20 @@ func envInts(tb testing.TB, name string, def []int) []int {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func BenchmarkWebhookLoad(b *testing.B) {
+	runWebhookLoad(b, startLoadEnv(b, nil), []int{100, 500, 2000})
+}
+
+// runWebhookLoad attacks e at each rate (VIGIL_LOAD_RATES, else rates),
+// Vigil and the floor side by side, and reports both.
+func runWebhookLoad(b *testing.B, e *loadEnv, rates []int) {
 	measure := envDuration(b, "VIGIL_LOAD_DURATION", 10*time.Second)
 	warmup := envDuration(b, "VIGIL_LOAD_WARMUP", 2*time.Second)
 	rounds := 2
 	if r := envInts(b, "VIGIL_LOAD_ROUNDS", nil); r != nil {
 		rounds = r[0]
 	}
-	rates := envInts(b, "VIGIL_LOAD_RATES", []int{100, 500, 2000})
-	maxConns := envInts(b, "VIGIL_LOAD_MAX_CONNS", []int{0})[0]
-	e := startLoadEnv(b)
-	e.maxConns = maxConns
+	rates = envInts(b, "VIGIL_LOAD_RATES", rates)
+	e.maxConns = envInts(b, "VIGIL_LOAD_MAX_CONNS", []int{0})[0]
 	denied := 0
 	for _, rv := range e.reviews {
 		if !rv.allowed {
@@ -875,6 +907,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 	for _, rate := range rates {
 		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
 			var vigil, floor outcome
+			registryBefore := e.registryRequests()
 			per := measure / time.Duration(rounds)
 			for range b.N {
 				for round := range rounds {
@@ -889,6 +922,10 @@ func BenchmarkWebhookLoad(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			if e.signed != nil {
+				// Verdicts come from the verifier's cache: none, once warm.
+				b.ReportMetric(float64(e.registryRequests()-registryBefore), "registry-requests")
+			}
 			vigil.metrics.Close()
 			floor.metrics.Close()
 			vl, fl := vigil.metrics.Latencies, floor.metrics.Latencies
@@ -939,6 +976,70 @@ func BenchmarkWebhookLoad(b *testing.B) {
 	}
 }
 
+// BenchmarkWebhookLoadSigned is benchmark 2 with signature verification
+// (issue 15): the same mix and method, but every image of the mix is one of
+// signedImages digests in an in-memory registry, signed by the cosign CLI
+// with one key, and the seed policy's authority is that key. Every body is
+// judged once before the attacks, so verdicts come from the verifier's
+// cache: the benchmark reports the registry requests made during the
+// attacks. Default rate 500/s; VIGIL_LOAD_* as for BenchmarkWebhookLoad.
+//
+//	go test -run '^$' -bench BenchmarkWebhookLoadSigned -benchtime=1x ./internal/admission/
+func BenchmarkWebhookLoadSigned(b *testing.B) {
+	e := startLoadEnv(b, newSignedMix(b))
+	start, before := time.Now(), e.registryRequests()
+	for range e.reviews {
+		body, _ := e.body(e.next.Add(1))
+		if _, err := e.verdict(e.post(b, e.vigilURL, body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fmt.Printf("signed mix: %d bodies judged once (%d signed digests verified, %d registry requests) in %s\n",
+		len(e.reviews), len(e.signed.images), e.registryRequests()-before, time.Since(start).Round(time.Millisecond))
+	runWebhookLoad(b, e, []int{500})
+}
+
+// signedImages is how many distinct signed digests the signed mix uses.
+const signedImages = 16
+
+// signedMix is signedImages images in an in-memory registry, signed by the
+// cosign CLI with one key (legacy layout), that stand for the mix's images.
+type signedMix struct {
+	reg    *verifytest.Registry
+	pub    []byte
+	images []string // digest references
+}
+
+func newSignedMix(tb testing.TB) *signedMix {
+	tb.Helper()
+	cosign := verifytest.CosignBinary(tb)
+	s := &signedMix{reg: verifytest.NewRegistry(tb)}
+	var key string
+	key, s.pub = verifytest.CosignKey(tb, cosign)
+	for i := range signedImages {
+		d := s.reg.PushImage(tb, fmt.Sprintf("team-%02d/app", i))
+		verifytest.CosignSign(tb, cosign, key, d, false)
+		s.images = append(s.images, d.String())
+	}
+	return s
+}
+
+// image is the signed digest that stands for image: the same image always
+// gets the same digest.
+func (s *signedMix) image(image string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(image))
+	return s.images[h.Sum32()%uint32(len(s.images))]
+}
+
+// registryRequests is the signed mix's registry requests so far (0 without).
+func (e *loadEnv) registryRequests() int64 {
+	if e.signed == nil {
+		return 0
+	}
+	return e.signed.reg.Requests.Load()
+}
+
 func minLen(rs []review) int {
 	n := len(rs[0].body)
 	for _, r := range rs {
@@ -955,6 +1056,30 @@ func maxLen(rs []review) int {
 	return n
 }
 
+// post sends one body to url and returns the answer; anything but HTTP 200
+// over TLS 1.2 or newer fails tb.
+func (e *loadEnv) post(tb testing.TB, url string, body []byte) []byte {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
+		tb.Fatalf("%s: HTTP %d, TLS %v: %s", url, resp.StatusCode, resp.TLS, out)
+	}
+	return out
+}
+
 // TestWebhookLoadServerDecides checks, over the benchmark's own HTTPS
 // server, that every body of the mix gets the seed policy's answer, and
 // that the floor answers too.
@@ -964,30 +1089,9 @@ func TestWebhookLoadServerDecides(t *testing.T) {
 		t.Skip("starts kube-apiserver and etcd")
 	}
 	start := time.Now()
-	e := startLoadEnv(t)
+	e := startLoadEnv(t, nil)
 	t.Logf("apiserver, etcd, manager and policy ready in %s", time.Since(start).Round(time.Millisecond))
-	c := &http.Client{Timeout: admission.TimeoutSeconds * time.Second, Transport: &http.Transport{TLSClientConfig: e.tls}}
-	post := func(url string, body []byte) []byte {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = resp.Body.Close() }()
-		out, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != http.StatusOK || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
-			t.Fatalf("%s: HTTP %d, TLS %v: %s", url, resp.StatusCode, resp.TLS, out)
-		}
-		return out
-	}
+	post := func(url string, body []byte) []byte { return e.post(t, url, body) }
 
 	allowed, denied := 0, 0
 	for range e.reviews {
@@ -1059,7 +1163,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	wh := &ctrladmission.Webhook{Handler: &admission.WorkloadValidator{
 		Policies: store, NoMatch: settings.New(policy.NoMatchDeny), PolicyTimeout: policy.DefaultPolicyTimeout,
 	}}
-	e := &loadEnv{reviews: buildReviews(b)}
+	e := &loadEnv{reviews: buildReviews(b, nil)}
 	bodies := make([][]byte, len(e.reviews))
 	for i := range bodies {
 		bodies[i], _ = e.body(uint64(i + 1))
