@@ -30,6 +30,7 @@ type fanOut struct {
 	verified atomic.Int64        // verifications that reached the registry
 }
 
+// fanOut is the verifier's Observer: it counts the verifications.
 func (f *fanOut) RegistryRequest(string, int)              {}
 func (f *fanOut) CacheLookup(bool)                         {}
 func (f *fanOut) Verified(outcome string, _ time.Duration) { f.verified.Add(1) }
