@@ -129,7 +129,7 @@ test-e2e: tools build ## The end-to-end tests only: bin/vigil, a real kube-apise
 
 .PHONY: bench
 bench: tools build ## Run the benchmarks of BENCHMARKS.md (about 30 minutes; results go there by hand).
-	go test -run '^$$' -bench . -benchmem ./internal/...
+	go test -run '^$$' -bench . -benchmem -timeout 60m ./internal/...
 	go test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/
 
 ##@ Run

@@ -27,6 +27,14 @@ package admission_test
 // CPU with cert-controller's RSA-2048 key) and the CPU time of this process
 // per request, for Vigil and the floor.
 //
+// Last, the sub-benchmark signed (issue 15) switches the same server to a
+// key authority over images signed by the cosign CLI in an in-memory
+// registry (see loadEnv.sign), warms the verifier's cache with one pass over
+// the mix, and attacks again at 500/s beside the floor, reporting also the
+// registry requests made during the attacks:
+//
+//	go test -run '^$' -bench 'BenchmarkWebhookLoad/(rate=500|signed)' -benchtime=1x ./internal/admission/
+//
 // Environment:
 //
 //	VIGIL_LOAD_DURATION  measured time per target and rate (default 10s)
@@ -36,7 +44,7 @@ package admission_test
 //	VIGIL_LOAD_ROUNDS    the measured time is split into rounds that
 //	                     alternate the order of Vigil and the floor
 //	                     (default 2: Vigil, floor, floor, Vigil)
-//	VIGIL_LOAD_RATES     requests per second (default 100,500,2000)
+//	VIGIL_LOAD_RATES     requests per second (default 100,500,2000; signed 500)
 //	VIGIL_LOAD_MAX_CONNS bound on the connections to a server (default none,
 //	                     as vegeta and kube-apiserver): requests wait for a
 //	                     connection instead of opening one, which shows the
@@ -50,6 +58,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -90,6 +99,8 @@ import (
 	"github.com/vigil-dev/vigil/internal/policystore"
 	"github.com/vigil-dev/vigil/internal/settings"
 	"github.com/vigil-dev/vigil/internal/testenv"
+	"github.com/vigil-dev/vigil/internal/verify"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
 // The request mix: loadWorkloads Deployments of loadReplicas replicas each,
@@ -125,6 +136,11 @@ type loadEnv struct {
 	reviews            []review
 	next               atomic.Uint64 // requests made, for unique uids
 	maxConns           int           // VIGIL_LOAD_MAX_CONNS; 0: no bound, as vegeta
+	client             *http.Client  // one request at a time, for checks and warm-up
+	signed             *signedMix    // nil: the seed policy's static authority
+	ctx                context.Context
+	k8s                client.Client
+	manager            *manager.Manager
 }
 
 // defaultCaps are the 13 capabilities the seed policy allows.
@@ -227,11 +243,13 @@ func startLoadEnv(tb testing.TB) *loadEnv {
 		vigilURL: fmt.Sprintf("https://127.0.0.1:%d%s?timeout=%ds", port, admission.WorkloadPath, admission.TimeoutSeconds),
 		floorURL: fmt.Sprintf("https://127.0.0.1:%d%s?timeout=%ds", floorPort, admission.WorkloadPath, admission.TimeoutSeconds),
 		tls:      &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12},
+		ctx:      ctx, k8s: k8s, manager: m,
 	}
+	e.client = &http.Client{Timeout: admission.TimeoutSeconds * time.Second, Transport: &http.Transport{TLSClientConfig: e.tls}}
 
 	applySeedPolicy(tb, ctx, k8s, m)
 	startFloor(tb, ctx, floorPort, certDir)
-	e.reviews = buildReviews(tb)
+	e.reviews = buildReviews(tb, nil)
 	return e
 }
 
@@ -595,8 +613,9 @@ func reviewOf(tb testing.TB, p *corev1.Pod, user authenticationv1.UserInfo, allo
 	return review{body: body, uidAt: at + len(`"uid":"`), allowed: allowed, name: p.Name}
 }
 
-// buildReviews is the mix in a fixed shuffled order.
-func buildReviews(tb testing.TB) []review {
+// buildReviews is the mix in a fixed shuffled order; images, when set,
+// replaces every image of the pods.
+func buildReviews(tb testing.TB, images func(string) string) []review {
 	tb.Helper()
 	rsController := authenticationv1.UserInfo{
 		Username: "system:serviceaccount:kube-system:replicaset-controller",
@@ -608,15 +627,28 @@ func buildReviews(tb testing.TB) []review {
 	for w := range loadWorkloads {
 		fails := w%16 == 5
 		for r := range loadReplicas {
-			rs = append(rs, reviewOf(tb, replica(w, r, fails), rsController, !fails))
+			rs = append(rs, reviewOf(tb, withImages(replica(w, r, fails), images), rsController, !fails))
 		}
 	}
 	for u := range loadUnique {
 		fails := u%16 == 3
-		rs = append(rs, reviewOf(tb, unique(u, fails), admin, !fails))
+		rs = append(rs, reviewOf(tb, withImages(unique(u, fails), images), admin, !fails))
 	}
 	rand.New(rand.NewPCG(8, 2)).Shuffle(len(rs), func(i, j int) { rs[i], rs[j] = rs[j], rs[i] })
 	return rs
+}
+
+// withImages replaces the images of p's containers by images(image).
+func withImages(p *corev1.Pod, images func(string) string) *corev1.Pod {
+	if images == nil {
+		return p
+	}
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			cs[i].Image = images(cs[i].Image)
+		}
+	}
+	return p
 }
 
 // request n's uid; n also picks the body.
@@ -852,16 +884,27 @@ func envInts(tb testing.TB, name string, def []int) []int {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func BenchmarkWebhookLoad(b *testing.B) {
+	e := startLoadEnv(b)
+	runWebhookLoad(b, e, []int{100, 500, 2000})
+	// Issue 15: the same at 500/s with a key authority over signed images,
+	// verdicts cached; last, since it changes the policy and the mix.
+	b.Run("signed", func(b *testing.B) {
+		e.sign(b)
+		runWebhookLoad(b, e, []int{500})
+	})
+}
+
+// runWebhookLoad attacks e at each rate (VIGIL_LOAD_RATES, else rates),
+// Vigil and the floor side by side, and reports both.
+func runWebhookLoad(b *testing.B, e *loadEnv, rates []int) {
 	measure := envDuration(b, "VIGIL_LOAD_DURATION", 10*time.Second)
 	warmup := envDuration(b, "VIGIL_LOAD_WARMUP", 2*time.Second)
 	rounds := 2
 	if r := envInts(b, "VIGIL_LOAD_ROUNDS", nil); r != nil {
 		rounds = r[0]
 	}
-	rates := envInts(b, "VIGIL_LOAD_RATES", []int{100, 500, 2000})
-	maxConns := envInts(b, "VIGIL_LOAD_MAX_CONNS", []int{0})[0]
-	e := startLoadEnv(b)
-	e.maxConns = maxConns
+	rates = envInts(b, "VIGIL_LOAD_RATES", rates)
+	e.maxConns = envInts(b, "VIGIL_LOAD_MAX_CONNS", []int{0})[0]
 	denied := 0
 	for _, rv := range e.reviews {
 		if !rv.allowed {
@@ -875,6 +918,7 @@ func BenchmarkWebhookLoad(b *testing.B) {
 	for _, rate := range rates {
 		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
 			var vigil, floor outcome
+			registryBefore := e.registryRequests()
 			per := measure / time.Duration(rounds)
 			for range b.N {
 				for round := range rounds {
@@ -889,6 +933,10 @@ func BenchmarkWebhookLoad(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			if e.signed != nil {
+				// Verdicts come from the verifier's cache: none, once warm.
+				b.ReportMetric(float64(e.registryRequests()-registryBefore), "registry-requests")
+			}
 			vigil.metrics.Close()
 			floor.metrics.Close()
 			vl, fl := vigil.metrics.Latencies, floor.metrics.Latencies
@@ -939,6 +987,86 @@ func BenchmarkWebhookLoad(b *testing.B) {
 	}
 }
 
+// sign switches e to signed images: every image of the mix becomes one of
+// signedImages digests in an in-memory registry, signed by the cosign CLI
+// with one key, and the seed policy's authority becomes that key (updated
+// through the apiserver; the store recompiles it). Every body is then
+// judged once, so that verdicts come from the verifier's cache.
+func (e *loadEnv) sign(b *testing.B) {
+	s := newSignedMix(b)
+	var cip v1beta1.ClusterImagePolicy
+	if err := e.k8s.Get(e.ctx, client.ObjectKey{Name: seedPolicy}, &cip); err != nil {
+		b.Fatal(err)
+	}
+	cip.Spec.Authorities = []v1beta1.Authority{{Name: "release-key", Key: &v1beta1.KeyRef{Data: string(s.pub)}}}
+	if err := e.k8s.Update(e.ctx, &cip); err != nil {
+		b.Fatalf("update ClusterImagePolicy %s: %v", seedPolicy, err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		gen, err, _ := e.manager.Policies.Status(seedPolicy)
+		if gen >= cip.Generation {
+			if err != nil {
+				b.Fatalf("the store did not compile %s: %v", seedPolicy, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the store never received generation %d of %s", cip.Generation, seedPolicy)
+		}
+	}
+	e.signed, e.reviews = s, buildReviews(b, s.image)
+	start, before := time.Now(), e.registryRequests()
+	for range e.reviews {
+		body, _ := e.body(e.next.Add(1))
+		if _, err := e.verdict(e.post(b, e.vigilURL, body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fmt.Printf("signed mix: %d bodies judged once (%d signed digests, %d registry requests) in %s\n",
+		len(e.reviews), len(s.images), e.registryRequests()-before, time.Since(start).Round(time.Millisecond))
+}
+
+// signedImages is how many distinct signed digests the signed mix uses.
+const signedImages = 16
+
+// signedMix is signedImages images in an in-memory registry, signed by the
+// cosign CLI with one key (legacy layout), that stand for the mix's images.
+type signedMix struct {
+	reg    *verifytest.Registry
+	pub    []byte
+	images []string // digest references
+}
+
+func newSignedMix(tb testing.TB) *signedMix {
+	tb.Helper()
+	cosign := verifytest.CosignBinary(tb)
+	s := &signedMix{reg: verifytest.NewRegistry(tb)}
+	var key string
+	key, s.pub = verifytest.CosignKey(tb, cosign)
+	for i := range signedImages {
+		d := s.reg.PushImage(tb, fmt.Sprintf("team-%02d/app", i))
+		verifytest.CosignSign(tb, cosign, key, d, false)
+		s.images = append(s.images, d.String())
+	}
+	return s
+}
+
+// image is the signed digest that stands for image: the same image always
+// gets the same digest.
+func (s *signedMix) image(image string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(image))
+	return s.images[h.Sum32()%uint32(len(s.images))]
+}
+
+// registryRequests is the signed mix's registry requests so far (0 without).
+func (e *loadEnv) registryRequests() int64 {
+	if e.signed == nil {
+		return 0
+	}
+	return e.signed.reg.Requests.Load()
+}
+
 func minLen(rs []review) int {
 	n := len(rs[0].body)
 	for _, r := range rs {
@@ -955,6 +1083,30 @@ func maxLen(rs []review) int {
 	return n
 }
 
+// post sends one body to url and returns the answer; anything but HTTP 200
+// over TLS 1.2 or newer fails tb.
+func (e *loadEnv) post(tb testing.TB, url string, body []byte) []byte {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
+		tb.Fatalf("%s: HTTP %d, TLS %v: %s", url, resp.StatusCode, resp.TLS, out)
+	}
+	return out
+}
+
 // TestWebhookLoadServerDecides checks, over the benchmark's own HTTPS
 // server, that every body of the mix gets the seed policy's answer, and
 // that the floor answers too.
@@ -966,28 +1118,7 @@ func TestWebhookLoadServerDecides(t *testing.T) {
 	start := time.Now()
 	e := startLoadEnv(t)
 	t.Logf("apiserver, etcd, manager and policy ready in %s", time.Since(start).Round(time.Millisecond))
-	c := &http.Client{Timeout: admission.TimeoutSeconds * time.Second, Transport: &http.Transport{TLSClientConfig: e.tls}}
-	post := func(url string, body []byte) []byte {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = resp.Body.Close() }()
-		out, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != http.StatusOK || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
-			t.Fatalf("%s: HTTP %d, TLS %v: %s", url, resp.StatusCode, resp.TLS, out)
-		}
-		return out
-	}
+	post := func(url string, body []byte) []byte { return e.post(t, url, body) }
 
 	allowed, denied := 0, 0
 	for range e.reviews {
@@ -1046,39 +1177,60 @@ func TestWebhookLoadServerDecides(t *testing.T) {
 // handler the webhook server wraps) with the WorkloadValidator and the seed
 // policy, for profiles of the handler path.
 func BenchmarkWebhookHandler(b *testing.B) {
+	b.Run("static", func(b *testing.B) { benchmarkHandler(b, nil) })
+	// Issue 15: the seed policy with a key authority over signed images,
+	// verdicts cached (every body is judged once before the timing).
+	signed := newSignedMix(b)
+	b.Run("signed", func(b *testing.B) { benchmarkHandler(b, signed) })
+}
+
+func benchmarkHandler(b *testing.B, signed *signedMix) {
 	cip, err := testenv.SeedPolicy()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cip.Generation = 1
-	store := policystore.New(policy.Compiler{SystemNamespace: manager.DefaultNamespace})
-	if err := store.Apply(cip); err != nil {
+	validator := &admission.WorkloadValidator{NoMatch: settings.New(policy.NoMatchDeny), PolicyTimeout: policy.DefaultPolicyTimeout}
+	e := &loadEnv{signed: signed}
+	var images func(string) string
+	if signed != nil {
+		cip.Spec.Authorities = []v1beta1.Authority{{Name: "release-key", Key: &v1beta1.KeyRef{Data: string(signed.pub)}}}
+		validator.Verifier = verify.New(verify.Options{})
+		images = signed.image
+	}
+	validator.Policies = policystore.New(policy.Compiler{SystemNamespace: manager.DefaultNamespace})
+	if err := validator.Policies.Apply(cip); err != nil {
 		b.Fatal(err)
 	}
-	store.MarkSynced()
-	wh := &ctrladmission.Webhook{Handler: &admission.WorkloadValidator{
-		Policies: store, NoMatch: settings.New(policy.NoMatchDeny), PolicyTimeout: policy.DefaultPolicyTimeout,
-	}}
-	e := &loadEnv{reviews: buildReviews(b)}
+	validator.Policies.MarkSynced()
+	wh := &ctrladmission.Webhook{Handler: validator}
+	e.reviews = buildReviews(b, images)
 	bodies := make([][]byte, len(e.reviews))
 	for i := range bodies {
 		bodies[i], _ = e.body(uint64(i + 1))
 	}
 	w := &discardResponse{header: http.Header{}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := cpuTime()
-	defer func() { b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op") }()
-	for i := range b.N {
+	serve := func(i int) {
 		req := httptest.NewRequest(http.MethodPost, admission.WorkloadPath, bytes.NewReader(bodies[i%len(bodies)]))
 		req.Header.Set("Content-Type", "application/json")
 		w.buf.Reset()
 		wh.ServeHTTP(w, req)
-		if i < len(bodies) {
-			if _, err := e.verdict(w.buf.Bytes()); err != nil {
-				b.Fatal(err)
-			}
+	}
+	for i := range bodies { // every answer checked, caches warm
+		serve(i)
+		if _, err := e.verdict(w.buf.Bytes()); err != nil {
+			b.Fatal(err)
 		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu, requests := cpuTime(), e.registryRequests()
+	defer func() {
+		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(e.registryRequests()-requests)/float64(b.N), "registry-requests/op")
+	}()
+	for i := range b.N {
+		serve(i)
 	}
 }
 

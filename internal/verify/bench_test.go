@@ -2,7 +2,12 @@ package verify
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -22,6 +27,9 @@ var benchOptions = Options{GlobalQPS: 1e9, GlobalBurst: 1 << 30, RegistryQPS: 1e
 // cache is bypassed with Refresh) and cached, for key and keyless authorities
 // in both layouts, beside cosign's own VerifyImageSignatures on the same
 // signatures (cosign is a test-only dependency). Both use the same keychain.
+// Each line reports the registry requests it made per verification
+// (requests/op): a cold verification asks the registry every time, a cached
+// one never does.
 func BenchmarkVerify(b *testing.B) {
 	bin := cosignBinary(b)
 	reg := newTestRegistry(b)
@@ -55,6 +63,7 @@ func BenchmarkVerify(b *testing.B) {
 		ctx := context.Background()
 		b.Run(c.name+"/cold", func(b *testing.B) {
 			req := Request{Image: c.image.String(), Keychain: staticKeychain{}, Refresh: true}
+			defer reportRequests(b, reg)()
 			for b.Loop() {
 				if _, err := v.Verify(ctx, a, req); err != nil {
 					b.Fatal(err)
@@ -66,6 +75,7 @@ func BenchmarkVerify(b *testing.B) {
 			if _, err := v.Verify(ctx, a, req); err != nil {
 				b.Fatal(err)
 			}
+			defer reportRequests(b, reg)()
 			for b.Loop() {
 				if _, err := v.Verify(ctx, a, req); err != nil {
 					b.Fatal(err)
@@ -87,6 +97,7 @@ func BenchmarkVerify(b *testing.B) {
 			SigVerifier: sv,
 			IgnoreTlog:  true,
 		}
+		defer reportRequests(b, reg)()
 		cosignVerify(b, keyLegacy, co)
 	})
 	b.Run("cosign-VerifyImageSignatures/keyless-legacy", func(b *testing.B) {
@@ -95,6 +106,7 @@ func BenchmarkVerify(b *testing.B) {
 			Identities:      []cosign.Identity{{Issuer: ciIssuer, Subject: ciSubject}},
 			IgnoreSCT:       true,
 		}
+		defer reportRequests(b, reg)()
 		cosignVerify(b, keylessLegacy, co)
 	})
 }
@@ -108,3 +120,94 @@ func cosignVerify(b *testing.B, d name.Digest, co *cosign.CheckOpts) {
 		}
 	}
 }
+
+// reportRequests reports, when the returned func runs after the benchmark
+// loop, the registry's requests per iteration since it was called.
+func reportRequests(b *testing.B, reg *testRegistry) func() {
+	before := reg.requests.Load()
+	return func() {
+		b.ReportMetric(float64(reg.requests.Load()-before)/float64(b.N), "requests/op")
+	}
+}
+
+// BenchmarkVerifyLanes shows that background re-verification leaves room
+// for admission: 4 background workers re-verify images without pause
+// (Refresh, LaneBackground) against a limiter of 30 requests per second to
+// the registry (burst 20, half of it kept for admission), while admission
+// verifies another image cold every 250 ms (12 requests per second). It
+// reports the admission latencies beside the same admission requests on an
+// idle limiter, and the background lane's own latency and throughput.
+//
+//	go test -run '^$' -bench BenchmarkVerifyLanes -benchtime=1x ./internal/verify/
+func BenchmarkVerifyLanes(b *testing.B) {
+	const workers, admissions, every = 4, 20, 250 * time.Millisecond
+	reg := newTestRegistry(b)
+	vs := newVirtualSigstore(b)
+	var images []string
+	for i := range 1 + workers {
+		d := reg.pushImage(b, fmt.Sprintf("lanes/app-%d", i))
+		signKeylessLegacy(b, vs, d, ciSubject, ciIssuer)
+		images = append(images, d.String())
+	}
+	a := mustCompile(b, keylessSpec(vs, FormatLegacy, Identity{Issuer: ciIssuer, Subject: ciSubject}))
+	opts := Options{GlobalQPS: 1e9, GlobalBurst: 1 << 30, RegistryQPS: 30, RegistryBurst: 20}
+	// admit verifies images[0] cold admissions times, paced, and returns
+	// the latencies, sorted.
+	admit := func(v *Verifier) []time.Duration {
+		var took []time.Duration
+		for range admissions {
+			start := time.Now()
+			if _, err := v.Verify(context.Background(), a, Request{Image: images[0], Keychain: staticKeychain{}, Refresh: true, Lane: LaneAdmission}); err != nil {
+				b.Fatal(err)
+			}
+			took = append(took, time.Since(start))
+			time.Sleep(every - time.Since(start))
+		}
+		slices.Sort(took)
+		return took
+	}
+	for range b.N {
+		idle := admit(New(opts))
+
+		v := New(opts)
+		ctx, stop := context.WithCancel(context.Background())
+		var done atomic.Int64
+		var busy atomic.Int64 // nanoseconds spent in background verifications
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				// An image per worker: no two share a verification.
+				req := Request{Image: images[1+w], Keychain: staticKeychain{}, Refresh: true, Lane: LaneBackground}
+				for ctx.Err() == nil {
+					start := time.Now()
+					if _, err := v.Verify(ctx, a, req); err != nil {
+						if ctx.Err() == nil {
+							b.Error(err)
+						}
+						return
+					}
+					done.Add(1)
+					busy.Add(int64(time.Since(start)))
+				}
+			})
+		}
+		time.Sleep(2 * time.Second) // the background drains the bucket to the reserve
+		began, before, requests := time.Now(), done.Load(), reg.requests.Load()
+		loaded := admit(v)
+		window := time.Since(began).Seconds()
+		rate := float64(done.Load()-before) / window
+		b.ReportMetric(float64(reg.requests.Load()-requests)/window, "registry-requests/s")
+		stop()
+		wg.Wait()
+
+		q := func(d []time.Duration, p float64) float64 { return ms(d[int(p*float64(len(d)-1))]) }
+		b.ReportMetric(q(idle, 0.5), "idle-admission-p50-ms")
+		b.ReportMetric(q(idle, 1), "idle-admission-max-ms")
+		b.ReportMetric(q(loaded, 0.5), "admission-p50-ms")
+		b.ReportMetric(q(loaded, 1), "admission-max-ms")
+		b.ReportMetric(rate, "background-verifications/s")
+		b.ReportMetric(ms(time.Duration(busy.Load()/max(done.Load(), 1))), "background-mean-ms")
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

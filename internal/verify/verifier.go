@@ -196,6 +196,14 @@ func verifyCached[T verdict[T]](ctx context.Context, v *Verifier, c *cache[T], c
 		flight += "|refresh"
 	}
 	ch := v.flights.DoChan(flight, func() (any, error) {
+		// A flight for key that ended between the lookup above and DoChan
+		// has stored its outcome: answer from it, do not verify again.
+		if ev, err, ok := c.lookup(key, v.opts.Now(), req.Refresh); ok {
+			if ev != none {
+				ev = ev.asCached()
+			}
+			return ev, err
+		}
 		// The shared work outlives any one caller's deadline, so a caller
 		// that gives up does not fail the others; its result is cached.
 		fctx, cancel := context.WithTimeout(WithLane(context.WithoutCancel(ctx), req.Lane), v.opts.Timeout)
