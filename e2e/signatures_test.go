@@ -385,7 +385,18 @@ func devRegistry(t testing.TB, d *devEnv) string {
 // keyPolicy is a ClusterImagePolicy that requires glob's images to be signed
 // by the key pub (PEM).
 func keyPolicy(policy, glob string, pub []byte) string {
-	indented := "        " + strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ")
+	return keyAuthorityPolicy(policy, glob, "data: |\n"+indentLines(pub, "        "))
+}
+
+// secretKeyPolicy requires glob's images to be signed by the key in the
+// Secret named secret (key.secretRef).
+func secretKeyPolicy(policy, glob, secret string) string {
+	return keyAuthorityPolicy(policy, glob, "secretRef:\n        name: "+secret+"\n")
+}
+
+// keyAuthorityPolicy is a ClusterImagePolicy of glob with one key authority
+// whose key is keyYAML (the lines under key:, from the first one's field).
+func keyAuthorityPolicy(policy, glob, keyYAML string) string {
 	return fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
 kind: ClusterImagePolicy
 metadata:
@@ -395,14 +406,11 @@ spec:
   authorities:
   - name: release
     key:
-      data: |
-%s
-`, policy, glob, indented)
+      %s`, policy, glob, keyYAML)
 }
 
 // keySecret is a Secret of Vigil's namespace whose one entry is the key pub.
 func keySecret(name string, pub []byte) string {
-	indented := "    " + strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n    ")
 	return fmt.Sprintf(`apiVersion: v1
 kind: Secret
 metadata:
@@ -410,25 +418,12 @@ metadata:
   namespace: vigil-system
 stringData:
   cosign.pub: |
-%s
-`, name, indented)
+%s`, name, indentLines(pub, "    "))
 }
 
-// secretKeyPolicy requires glob's images to be signed by the key in the
-// Secret named secret (key.secretRef).
-func secretKeyPolicy(policy, glob, secret string) string {
-	return fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
-kind: ClusterImagePolicy
-metadata:
-  name: %s
-spec:
-  images: [glob: '%s']
-  authorities:
-  - name: release
-    key:
-      secretRef:
-        name: %s
-`, policy, glob, secret)
+// indentLines is pem's lines, each after prefix, ending with a newline.
+func indentLines(pem []byte, prefix string) string {
+	return prefix + strings.ReplaceAll(strings.TrimSpace(string(pem)), "\n", "\n"+prefix) + "\n"
 }
 
 // podManifest is a pod of one container running image.
