@@ -71,12 +71,12 @@ func podWith(image name.Digest) string {
 // against a --trust-root file, with the local Docker configuration's
 // credentials; what cannot be verified is an error result.
 func TestVigilTestSignatures(t *testing.T) {
-	cosign := verifytest.CosignBinary(t)
+	cosign := verifytest.RegistryCosign(t)
 	reg := verifytest.NewRegistry(t)
-	key, pub := verifytest.CosignKey(t, cosign)
+	key, pub := cosign.GenerateKey(t)
 	privateSigs := reg.Host + "/private/sigs"
 	signed := reg.PushImage(t, "app/signed")
-	verifytest.CosignSign(t, cosign, key, signed, false, "COSIGN_REPOSITORY="+privateSigs)
+	cosign.Sign(t, key, signed, false, "COSIGN_REPOSITORY="+privateSigs)
 	unsigned := reg.PushImage(t, "app/unsigned")
 	vs := verifytest.NewVirtualSigstore(t)
 	keyless := reg.PushImage(t, "app/keyless")

@@ -1039,13 +1039,13 @@ type signedMix struct {
 
 func newSignedMix(tb testing.TB) *signedMix {
 	tb.Helper()
-	cosign := verifytest.CosignBinary(tb)
+	cosign := verifytest.RegistryCosign(tb)
 	s := &signedMix{reg: verifytest.NewRegistry(tb)}
 	var key string
-	key, s.pub = verifytest.CosignKey(tb, cosign)
+	key, s.pub = cosign.GenerateKey(tb)
 	for i := range signedImages {
 		d := s.reg.PushImage(tb, fmt.Sprintf("team-%02d/app", i))
-		verifytest.CosignSign(tb, cosign, key, d, false)
+		cosign.Sign(tb, key, d, false)
 		s.images = append(s.images, d.String())
 	}
 	return s

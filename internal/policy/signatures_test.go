@@ -36,23 +36,23 @@ type signedImages struct {
 
 func newSignedImages(t *testing.T) *signedImages {
 	t.Helper()
-	cosign := verifytest.CosignBinary(t)
+	cosign := verifytest.RegistryCosign(t)
 	f := &signedImages{reg: verifytest.NewRegistry(t)}
-	key, pub := verifytest.CosignKey(t, cosign)
-	_, f.otherPub = verifytest.CosignKey(t, cosign)
+	key, pub := cosign.GenerateKey(t)
+	_, f.otherPub = cosign.GenerateKey(t)
 	f.pub = pub
 	f.sigs, f.privateSigs = f.reg.Host+"/sigs", f.reg.Host+"/private/sigs"
 	f.legacy = f.reg.PushImage(t, "app/legacy")
-	verifytest.CosignSign(t, cosign, key, f.legacy, false)
+	cosign.Sign(t, key, f.legacy, false)
 	f.bundled = f.reg.PushImage(t, "app/bundle")
-	verifytest.CosignSign(t, cosign, key, f.bundled, true)
+	cosign.Sign(t, key, f.bundled, true)
 	f.unsigned = f.reg.PushImage(t, "app/unsigned")
 	f.tampered = f.reg.PushImage(t, "app/tampered")
 	verifytest.CopySignatures(t, f.legacy, f.tampered, f.tampered.Context(), "")
 	f.elsewhere = f.reg.PushImage(t, "app/elsewhere")
-	verifytest.CosignSign(t, cosign, key, f.elsewhere, false, "COSIGN_REPOSITORY="+f.sigs)
+	cosign.Sign(t, key, f.elsewhere, false, "COSIGN_REPOSITORY="+f.sigs)
 	f.private = f.reg.PushImage(t, "app/private")
-	verifytest.CosignSign(t, cosign, key, f.private, false, "COSIGN_REPOSITORY="+f.privateSigs)
+	cosign.Sign(t, key, f.private, false, "COSIGN_REPOSITORY="+f.privateSigs)
 	vs := verifytest.NewVirtualSigstore(t)
 	f.vs = verify.TrustRoot{Name: "ci-root", Material: vs}
 	f.keyless = f.reg.PushImage(t, "app/keyless")
@@ -293,11 +293,11 @@ func TestDecidePublicGoodRootFailure(t *testing.T) {
 // and of admission for known digests), beside the same pod under a static
 // authority.
 func BenchmarkDecideSignatures(b *testing.B) {
-	cosign := verifytest.CosignBinary(b)
+	cosign := verifytest.RegistryCosign(b)
 	reg := verifytest.NewRegistry(b)
-	key, pub := verifytest.CosignKey(b, cosign)
+	key, pub := cosign.GenerateKey(b)
 	img := reg.PushImage(b, "app/signed")
-	verifytest.CosignSign(b, cosign, key, img, false)
+	cosign.Sign(b, key, img, false)
 	vf := Verification{Verifier: verify.New(verify.Options{})}
 	pod := obj(b, podYAML(img.String()))
 	for _, tc := range []struct {

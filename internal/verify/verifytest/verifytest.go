@@ -128,22 +128,13 @@ func (Keychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 	return authn.FromConfig(authn.AuthConfig{Username: User, Password: Password}), nil
 }
 
-// CosignBinary is the path of the real cosign CLI (FindCosign).
-func CosignBinary(t testing.TB) string { return FindCosign(t).Bin }
-
-// CosignKey generates a key pair with the real cosign CLI and returns the
-// private key path and the public key PEM.
-func CosignKey(t testing.TB, cosign string) (string, []byte) {
+// RegistryCosign is the real cosign CLI (FindCosign) logged in to a
+// Registry (User, Password).
+func RegistryCosign(t testing.TB) *Cosign {
 	t.Helper()
-	return (&Cosign{Bin: cosign}).GenerateKey(t)
-}
-
-// CosignSign signs d with the real cosign CLI logged in to a Registry,
-// offline, in the legacy layout or as a bundle referrer. env adds
-// variables (COSIGN_REPOSITORY).
-func CosignSign(t testing.TB, cosign, key string, d name.Digest, bundle bool, env ...string) {
-	t.Helper()
-	(&Cosign{Bin: cosign, Username: User, Password: Password}).Sign(t, key, d, bundle, env...)
+	c := FindCosign(t)
+	c.Username, c.Password = User, Password
+	return c
 }
 
 // NewVirtualSigstore is sigstore-go's in-memory Fulcio, Rekor, CT log and TSA.
