@@ -53,12 +53,22 @@ import (
 // Sizes of the scale benchmarks: 100 workloads of 100 identical replicas
 // plus unique pods, as issue 8 asks; then pods added up to memoryPods.
 // VIGIL_BENCH_SMALL=1 divides them by ten, to try the benchmarks quickly.
+// VIGIL_BENCH_PODS=N sets the population instead (issue 17 asks for 2,000):
+// workloads of 100 replicas and 100 unique pods, or N unique pods below 200.
 var (
-	scaleWorkloads = small(100, 10)
-	scaleReplicas  = small(100, 10)
-	scaleUnique    = small(300, 30)
-	memoryPods     = small(30000, 3000)
+	scaleWorkloads, scaleReplicas, scaleUnique = scaleSizes()
+	memoryPods                                 = small(30000, 3000)
 )
+
+func scaleSizes() (workloads, replicas, unique int) {
+	if n, err := strconv.Atoi(os.Getenv("VIGIL_BENCH_PODS")); err == nil && n > 0 {
+		if n < 200 {
+			return 0, 100, n
+		}
+		return (n - 100) / 100, 100, 100 + (n-100)%100
+	}
+	return small(100, 10), small(100, 10), small(300, 30)
+}
 
 func small(full, reduced int) int {
 	if os.Getenv("VIGIL_BENCH_SMALL") != "" {
