@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/devenv"
 	"github.com/vigil-dev/vigil/internal/manager"
+	"github.com/vigil-dev/vigil/internal/policy"
 )
 
 // managerOptions are the flags of `vigil dev` that concern the manager.
@@ -35,6 +36,9 @@ type managerOptions struct {
 	// passTTL and failTTL are how long a verified signature, and a verified
 	// failure, stand before the image is verified again.
 	passTTL, failTTL time.Duration
+	// clockRecheck is the longest a pod under a policy that reads the clock
+	// waits before it is judged again.
+	clockRecheck time.Duration
 }
 
 // managerStopTimeout bounds how long `vigil dev` waits for the manager to
@@ -50,11 +54,12 @@ type devOptions struct {
 	pinDigests    bool
 	passTTL       time.Duration
 	failTTL       time.Duration
+	clockRecheck  time.Duration
 }
 
 func newDevCommand() *cobra.Command {
 	o := devOptions{kubeconfigOut: filepath.Join(".vigil", "kubeconfig"), nodes: devenv.DefaultNodes, metricsAddr: "127.0.0.1:8080", webhookName: "policy.sigstore.dev",
-		passTTL: manager.DefaultVerificationPassTTL, failTTL: manager.DefaultVerificationFailTTL}
+		passTTL: manager.DefaultVerificationPassTTL, failTTL: manager.DefaultVerificationFailTTL, clockRecheck: policy.DefaultClockRecheck}
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Start a local cluster (etcd, kube-apiserver, kwok nodes) with Vigil in it",
@@ -88,6 +93,7 @@ The binaries come from --assets, else $KUBEBUILDER_ASSETS, else bin/
 	f.BoolVar(&o.pinDigests, "pin-digests", false, "install and serve the digest-pinning webhook, as `vigil controller` does by default; off here because a covered tag must then resolve at a registry, and a local cluster often has none but its own")
 	f.DurationVar(&o.passTTL, "verification-pass-ttl", o.passTTL, "how long a verified signature stands before the image is verified again, as `vigil controller`'s flag; shorten it to watch a deleted signature turn a report fail")
 	f.DurationVar(&o.failTTL, "verification-failure-ttl", o.failTTL, "how long a verified failure stands before the image is verified again, as `vigil controller`'s flag")
+	f.DurationVar(&o.clockRecheck, "clock-recheck", o.clockRecheck, "longest wait before a pod under a policy that reads the clock (time.now_ns) is judged again, as `vigil controller`'s flag; shorten it to watch a result turn as time passes")
 	f.StringVar(&o.webhookName, "webhook-name", o.webhookName, "name of the pod webhook, shown in denials; rename it to run beside policy-controller")
 	return cmd
 }
@@ -107,6 +113,9 @@ func (o devOptions) validate() error {
 	}
 	if o.failTTL <= 0 {
 		return fmt.Errorf("--verification-failure-ttl must be positive, not %s", o.failTTL)
+	}
+	if o.clockRecheck <= 0 {
+		return fmt.Errorf("--clock-recheck must be positive, not %s", o.clockRecheck)
 	}
 	if o.metricsAddr != "0" {
 		if _, _, err := net.SplitHostPort(o.metricsAddr); err != nil {
@@ -159,6 +168,7 @@ func runDev(cmd *cobra.Command, o devOptions) (err error) {
 	managerCtx, stopManager := context.WithCancel(ctx)
 	managerDone, err := startManager(managerCtx, cluster, managerOptions{
 		metricsAddr: o.metricsAddr, webhookName: o.webhookName, pinDigests: o.pinDigests, passTTL: o.passTTL, failTTL: o.failTTL,
+		clockRecheck: o.clockRecheck,
 	})
 	defer func() {
 		stopManager()

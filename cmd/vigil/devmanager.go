@@ -94,7 +94,9 @@ func runDevManager(ctx context.Context, cfg *rest.Config, o managerOptions, read
 	if err != nil {
 		return err
 	}
-	if err := controllers.Setup(m, m.VerifyDeps(), controllers.DefaultOptions()); err != nil {
+	verify := controllers.DefaultOptions()
+	verify.ClockRecheck = o.clockRecheck
+	if err := controllers.Setup(m, m.VerifyDeps(), verify); err != nil {
 		return err
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, devReadyTimeout)

@@ -76,7 +76,7 @@ var (
 	// Evaluations counts decisions by trigger and result.
 	Evaluations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vigil_evaluations_total",
-		Help: "Policy evaluations by trigger (admission, pod, policy, resync) and result.",
+		Help: "Policy evaluations by trigger (admission, pod, policy, resync, time) and result.",
 	}, []string{"trigger", "result"})
 
 	// EvaluationDuration is the time one policy evaluation takes, by policy language.

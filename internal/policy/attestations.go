@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/verify"
@@ -22,6 +23,9 @@ type attestationPolicy struct {
 	// cache holds results by statement: a statement's ID is the digest of
 	// the layer or referrer that carries it, so it names its content.
 	cache *resultCache
+	// turns holds, for a policy that reads the clock, when its verdict on
+	// each statement next changes (judgeOnClock); nil otherwise.
+	turns *boundedCache[turn]
 }
 
 // attestationCacheSize bounds the results kept per attestation policy.
@@ -44,6 +48,9 @@ func (c Compiler) compileAttestations(cipName string, i int, a *v1beta1.Authorit
 				return nil, err
 			}
 			ap.typ, ap.cache = pol.Type, newResultCache(attestationCacheSize)
+			if ap.eval.timeDependent() {
+				ap.turns = newBoundedCache[turn](attestationCacheSize)
+			}
 		}
 		out = append(out, ap)
 	}
@@ -62,22 +69,30 @@ func predicateTypes(atts []*attestationPolicy) []string {
 // judge evaluates the attestation's policy for one verified statement, the
 // in-toto statement as policy-controller gives it. Errors carry
 // policy-controller's text with the attestation's name where the CIP-level
-// body says ClusterImagePolicy.
-func (ap *attestationPolicy) judge(ctx context.Context, att verify.Attestation) bodyResult {
+// body says ClusterImagePolicy. turnsAt is when the verdict will change as
+// time passes, for a policy that reads the clock; zero otherwise.
+func (ap *attestationPolicy) judge(ctx context.Context, att verify.Attestation) (r bodyResult, turnsAt time.Time) {
 	if ap.eval == nil {
-		return bodyResult{}
+		return bodyResult{}, time.Time{}
 	}
-	pure := !ap.eval.timeDependent()
 	key := sha256.Sum256([]byte(att.ID))
-	if r, ok := ap.cache.get(key); ok && pure {
-		return r
+	if ap.eval.timeDependent() {
+		return ap.judgeOnClock(ctx, key, att.Statement)
 	}
-	r := ap.eval.evaluate(ctx, evalInput{json: att.Statement})
+	if cached, ok := ap.cache.get(key); ok {
+		return cached, time.Time{}
+	}
+	r = ap.named(ap.eval.evaluate(ctx, evalInput{json: att.Statement}))
+	if !r.errored {
+		ap.cache.put(key, r)
+	}
+	return r, time.Time{}
+}
+
+// named puts the attestation's name in an evaluation error.
+func (ap *attestationPolicy) named(r bodyResult) bodyResult {
 	if r.err != nil {
 		r.err = errors.New(ap.rename(r.err.Error()))
-	}
-	if !r.errored && pure {
-		ap.cache.put(key, r)
 	}
 	return r
 }
@@ -117,7 +132,9 @@ func (s *signatureAuthority) checkAttestations(b *budget, vf *Verification, a *v
 		var passed []any
 		var first *bodyResult
 		for _, att := range ev.ByType[ap.predicateType] {
-			r := ap.judge(ctx, att)
+			r, turnsAt := ap.judge(ctx, att)
+			// The outcome may change when any verdict it rests on does.
+			out.expires = earliest(out.expires, turnsAt)
 			if r.err != nil {
 				if first == nil {
 					first = &r

@@ -1,10 +1,17 @@
 package policy
 
 import (
+	"context"
+	"crypto/sha256"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
+	"github.com/vigil-dev/vigil/internal/verify"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
 // clockAt is a clock stopped at t.
@@ -107,5 +114,199 @@ func TestTimeDependentBodyIsNotCached(t *testing.T) {
 	NewSet([]*CompiledPolicy{pure}, nil).Decide(t.Context(), o, Options{})
 	if n := len(pure.cache.cur) + len(pure.cache.prev); n != 1 {
 		t.Errorf("the body cache holds %d results of a pure body, want 1", n)
+	}
+}
+
+// TestNextTurn: the search finds the first whole second at which a verdict
+// has changed, within its bound on evaluations, and nothing past the
+// horizon or once its context has ended.
+func TestNextTurn(t *testing.T) {
+	from := time.Date(2026, 12, 2, 15, 0, 0, int(250*time.Millisecond), time.UTC)
+	second := from.Truncate(time.Second)
+	tests := []struct {
+		name        string
+		limit, want time.Time // the verdict turns at limit; nextTurn should say want
+	}{
+		{"a second away", second.Add(time.Second), second.Add(time.Second)},
+		{"30 seconds away", second.Add(30 * time.Second), second.Add(30 * time.Second)},
+		{"15 days away", second.Add(15 * 24 * time.Hour), second.Add(15 * 24 * time.Hour)},
+		{"within a second: the next whole one", second.Add(90*time.Second + 400*time.Millisecond), second.Add(91 * time.Second)},
+		{"at the horizon", second.Add(turnHorizon), second.Add(turnHorizon)},
+		{"past the horizon", second.Add(turnHorizon + time.Second), time.Time{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			probes := 0
+			got := nextTurn(context.Background(), from, verdictPass, func(at time.Time) verdict {
+				probes++
+				if at.Before(tc.limit) {
+					return verdictPass
+				}
+				return verdictFail
+			})
+			if !got.Equal(tc.want) {
+				t.Errorf("nextTurn = %v, want %v", got, tc.want)
+			}
+			if probes > maxTurnProbes {
+				t.Errorf("%d evaluations, more than the bound of %d", probes, maxTurnProbes)
+			}
+		})
+	}
+	t.Run("the context ends", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		probes := 0
+		// An evaluation cut short errs: that says nothing about the time.
+		got := nextTurn(ctx, from, verdictPass, func(time.Time) verdict {
+			if probes++; probes == 3 {
+				cancel()
+				return verdictError
+			}
+			return verdictPass
+		})
+		if !got.IsZero() {
+			t.Errorf("nextTurn = %v after its context ended, want none", got)
+		}
+	})
+}
+
+// scanAgeRego is the catalog's maximum-scan-age attestation policy
+// (vuln-maximum-scan-age-rego) with its maximum age in seconds.
+func scanAgeRego(maxAge time.Duration) string {
+	return fmt.Sprintf(`package sigstore
+nanosecs_per_second = 1000 * 1000 * 1000
+maximum_age = %d * nanosecs_per_second
+
+isCompliant[response] {
+  created := time.parse_rfc3339_ns(input.predicate.metadata.scanFinishedOn)
+  response := {
+    "result" : time.now_ns() < created + maximum_age,
+    "error" : "Scan exceeds maximum allowed age."
+  }
+}
+`, int64(maxAge/time.Second))
+}
+
+// statementVerifier verifies every image's attestations as the same
+// statements; nothing else of a Verifier is asked of it.
+type statementVerifier struct {
+	Verifier
+	statements []verify.Attestation
+}
+
+func (v statementVerifier) VerifyAttestations(_ context.Context, _ *verify.Authority, _ verify.Request, types ...string) (*verify.AttestationEvidence, error) {
+	ev := &verify.AttestationEvidence{Attestations: v.statements, ByType: map[string][]verify.Attestation{}}
+	for _, pt := range types {
+		ev.ByType[pt] = v.statements
+	}
+	return ev, nil
+}
+
+// scanStatement is a verified vulnerability scan finished at finished.
+func scanStatement(finished time.Time) verify.Attestation {
+	const typ = "https://cosign.sigstore.dev/attestation/vuln/v1"
+	st := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v0.1","predicateType":%q,"predicate":{"metadata":{"scanFinishedOn":%q}}}`,
+		typ, finished.Format(time.RFC3339))
+	return verify.Attestation{ID: fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(st))), PredicateType: typ, Statement: []byte(st)}
+}
+
+// scanAgeFixture compiles a policy of every image whose key authority's
+// attestation policy is scanAgeRego(maxAge), its clock reading *now, and
+// gives the options of a decision whose verifier finds scan, with a
+// periodic recheck far past any limit here: only a turn can come first.
+func scanAgeFixture(tb testing.TB, maxAge time.Duration, scan verify.Attestation, now *time.Time) (*Set, *attestationPolicy, Options) {
+	tb.Helper()
+	auth := keyAuth(verifytest.PublicKeyPEM(tb))
+	auth.Attestations = []v1beta1.Attestation{{Name: "scan-age", PredicateType: "vuln",
+		Policy: &v1beta1.Policy{Type: v1beta1.PolicyTypeRego, Data: scanAgeRego(maxAge)}}}
+	p := mustCompile(tb, newCIP("scan-age", withAuthorities(auth)))
+	ap := p.authorities[0].sig.attestations[0]
+	e, ok := ap.eval.(*regoEvaluator)
+	if !ok || !p.TimeDependent() {
+		tb.Fatalf("attestation policy %T, TimeDependent %v: want time-dependent Rego", ap.eval, p.TimeDependent())
+	}
+	clock := func() time.Time { return *now }
+	e.now = clock
+	opts := Options{
+		Verification: Verification{Verifier: statementVerifier{statements: []verify.Attestation{scan}}},
+		ClockRecheck: 400 * 24 * time.Hour,
+		Now:          clock,
+	}
+	return NewSet([]*CompiledPolicy{p}, nil), ap, opts
+}
+
+// scanImage is the image the scan-age tests judge.
+var scanImage = "registry.example/app@sha256:" + strings.Repeat("ab", 32)
+
+// TestScanAgeTurnsAtItsLimit: under a maximum-scan-age attestation policy
+// a passing decision's RecheckAt is the moment the scan becomes too old,
+// scanFinishedOn + the maximum age to the second, long before the periodic
+// ClockRecheck. The moment is looked for once per statement: a later pod of
+// the same image gets it from the cache. At the limit the result fails,
+// and RecheckAt falls back to ClockRecheck (the verdict stays fail).
+func TestScanAgeTurnsAtItsLimit(t *testing.T) {
+	for _, maxAge := range []time.Duration{30 * time.Second, 15 * 24 * time.Hour} {
+		t.Run(maxAge.String(), func(t *testing.T) {
+			finished := time.Date(2026, 11, 20, 8, 30, 15, 0, time.UTC)
+			limit := finished.Add(maxAge)
+			scan := scanStatement(finished)
+			now := finished.Add(maxAge / 3).Add(400 * time.Millisecond)
+			set, ap, opts := scanAgeFixture(t, maxAge, scan, &now)
+
+			first := now
+			d := set.Decide(context.Background(), obj(t, podYAML(scanImage)), opts)
+			if r := d.Results[0]; r.Result != ResultPass || !r.TimeDependent {
+				t.Fatalf("result %s (TimeDependent %v), want a time-dependent pass: %s", r.Result, r.TimeDependent, r.Message)
+			}
+			if !d.RecheckAt.Equal(limit) {
+				t.Errorf("RecheckAt %v, want scanFinishedOn + %v = %v", d.RecheckAt, maxAge, limit)
+			}
+
+			now = now.Add(maxAge / 3)
+			d = set.Decide(context.Background(), obj(t, podYAML(scanImage, scanImage)), opts)
+			if r := d.Results[0]; r.Result != ResultPass || !d.RecheckAt.Equal(limit) {
+				t.Errorf("later, another pod of the image: %s, RecheckAt %v; want pass and %v", r.Result, d.RecheckAt, limit)
+			}
+			if tn, ok := ap.turns.get(sha256.Sum256([]byte(scan.ID))); !ok || !tn.found.Equal(first) {
+				t.Errorf("cached turn %+v (found %v): want the one looked for at %v, not a new search", tn, ok, first)
+			}
+
+			now = limit
+			d = set.Decide(context.Background(), obj(t, podYAML(scanImage)), opts)
+			if r := d.Results[0]; r.Result != ResultFail || !strings.Contains(r.Message, "Scan exceeds maximum allowed age.") {
+				t.Errorf("at the limit: %s %q, want a failure saying the scan is too old", r.Result, r.Message)
+			}
+			if want := now.Add(opts.ClockRecheck); !d.RecheckAt.Equal(want) {
+				t.Errorf("at the limit: RecheckAt %v, want the periodic recheck at %v", d.RecheckAt, want)
+			}
+		})
+	}
+}
+
+// BenchmarkScanAgeTurn: one pod judged by the maximum-scan-age attestation
+// policy (15 days, a scan a day old): "search" looks for the turn every
+// time (the turn cache emptied, as for a statement never seen), "cached"
+// finds it in the cache (the steady state of the verify path).
+func BenchmarkScanAgeTurn(b *testing.B) {
+	for _, search := range []bool{false, true} {
+		name := "cached"
+		if search {
+			name = "search"
+		}
+		b.Run(name, func(b *testing.B) {
+			now := time.Now()
+			set, ap, opts := scanAgeFixture(b, 15*24*time.Hour, scanStatement(now.Add(-24*time.Hour)), &now)
+			pod := obj(b, podYAML(scanImage))
+			if d := set.Decide(context.Background(), pod, opts); d.RecheckAt.IsZero() || d.Results[0].Result != ResultPass {
+				b.Fatalf("result %s, RecheckAt %v: want a pass and a turn", d.Results[0].Result, d.RecheckAt)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if search {
+					ap.turns = newBoundedCache[turn](attestationCacheSize)
+				}
+				set.Decide(context.Background(), pod, opts)
+			}
+		})
 	}
 }

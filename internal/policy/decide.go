@@ -145,9 +145,11 @@ type Decision struct {
 	// RecheckAt is when this decision may change with nothing in the
 	// cluster changed: the earliest expiry of a verification it rests on
 	// (a pass or a failure from the verifier's cache), a retry after a
-	// verification error, or Options.ClockRecheck from now when a policy
-	// that reads the clock was evaluated. Zero when it rests on none. The
-	// verify path judges the object again then.
+	// verification error, the moment an attestation policy that reads the
+	// clock changes its verdict on a statement (found by evaluating it at
+	// future times, see nextTurn), or Options.ClockRecheck from now when a
+	// policy that reads the clock was evaluated. Zero when it rests on
+	// none. The verify path judges the object again then.
 	RecheckAt time.Time
 }
 

@@ -378,49 +378,56 @@ func (p *CompiledPolicy) overran(b *budget) bodyResult {
 	}
 }
 
-// resultCache is a bounded map from input hash to result. When the current
+// boundedCache is a bounded map from a hash to a value. When the current
 // generation is full it becomes the previous one, so recently used entries
-// survive and memory stays bounded by two generations.
-type resultCache struct {
+// survive and memory stays bounded by two generations. A nil cache holds
+// nothing.
+type boundedCache[V any] struct {
 	mu        sync.Mutex
-	cur, prev map[[sha256.Size]byte]bodyResult
+	cur, prev map[[sha256.Size]byte]V
 	size      int
 }
 
+// resultCache holds body results by the hash of their input.
+type resultCache = boundedCache[bodyResult]
+
 const resultCacheSize = 1024
 
-func newResultCache(size int) *resultCache {
-	return &resultCache{cur: map[[sha256.Size]byte]bodyResult{}, size: size}
+func newResultCache(size int) *resultCache { return newBoundedCache[bodyResult](size) }
+
+func newBoundedCache[V any](size int) *boundedCache[V] {
+	return &boundedCache[V]{cur: map[[sha256.Size]byte]V{}, size: size}
 }
 
-func (c *resultCache) get(k [sha256.Size]byte) (bodyResult, bool) {
+func (c *boundedCache[V]) get(k [sha256.Size]byte) (V, bool) {
 	if c == nil {
-		return bodyResult{}, false
+		var none V
+		return none, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if r, ok := c.cur[k]; ok {
-		return r, true
+	if v, ok := c.cur[k]; ok {
+		return v, true
 	}
-	r, ok := c.prev[k]
+	v, ok := c.prev[k]
 	if ok {
-		c.putLocked(k, r)
+		c.putLocked(k, v)
 	}
-	return r, ok
+	return v, ok
 }
 
-func (c *resultCache) put(k [sha256.Size]byte, r bodyResult) {
+func (c *boundedCache[V]) put(k [sha256.Size]byte, v V) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putLocked(k, r)
+	c.putLocked(k, v)
 }
 
-func (c *resultCache) putLocked(k [sha256.Size]byte, r bodyResult) {
+func (c *boundedCache[V]) putLocked(k [sha256.Size]byte, v V) {
 	if len(c.cur) >= c.size {
-		c.prev, c.cur = c.cur, make(map[[sha256.Size]byte]bodyResult, c.size)
+		c.prev, c.cur = c.cur, make(map[[sha256.Size]byte]V, c.size)
 	}
-	c.cur[k] = r
+	c.cur[k] = v
 }

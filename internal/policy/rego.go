@@ -127,13 +127,40 @@ func (e *regoEvaluator) evaluateFully(ctx context.Context, in evalInput) bodyRes
 }
 
 func (e *regoEvaluator) evaluate(ctx context.Context, in evalInput) bodyResult {
-	input, err := ast.ValueFromReader(bytes.NewReader(in.json))
+	input, err := regoInput(in.json)
 	if err != nil {
-		return bodyResult{err: errors.New(regoPrefix + err.Error()), errored: true}
+		return regoInputError(err)
 	}
-	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
+	var at time.Time
 	if e.now != nil {
-		opts = append(opts, rego.EvalTime(e.now()))
+		at = e.now()
+	}
+	return e.evaluateAt(ctx, input, at)
+}
+
+// clock is the time time.now_ns reads: e.now's, else the machine's.
+func (e *regoEvaluator) clock() time.Time {
+	if e.now != nil {
+		return e.now()
+	}
+	return time.Now()
+}
+
+// regoInput parses an input document once, for any number of evaluations.
+func regoInput(raw []byte) (ast.Value, error) {
+	return ast.ValueFromReader(bytes.NewReader(raw))
+}
+
+func regoInputError(err error) bodyResult {
+	return bodyResult{err: errors.New(regoPrefix + err.Error()), errored: true}
+}
+
+// evaluateAt evaluates the policy on a parsed input with time.now_ns
+// reading at; zero: the machine's clock when the evaluation starts.
+func (e *regoEvaluator) evaluateAt(ctx context.Context, input ast.Value, at time.Time) bodyResult {
+	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
+	if !at.IsZero() {
+		opts = append(opts, rego.EvalTime(at))
 	}
 	rs, err := e.query.Eval(ctx, opts...)
 	if err != nil {

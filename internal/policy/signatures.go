@@ -185,7 +185,9 @@ type signatureOutcome struct {
 	match   map[string]any // authorityMatches entry on a pass
 	err     string         // the message otherwise
 	errored bool           // no verdict could be reached
-	expires time.Time      // the pass stands until then, or the failure or error may change then
+	// expires: the pass stands until then, or the failure or error may
+	// change then, or an attestation policy that reads the clock turns then.
+	expires time.Time
 	// timeDependent: an attestation policy that reads the clock was evaluated.
 	timeDependent bool
 }
@@ -266,7 +268,8 @@ type authorityOutcome struct {
 // verifyImage evaluates every authority of p for img, verifying key and
 // keyless ones, so that authorityMatches holds all that passed, as in
 // policy-controller. expires is the earliest time a verification's answer
-// may change: a pass or a failure expiring, an error's back-off ending.
+// may change: a pass or a failure expiring, an error's back-off ending, an
+// attestation policy that reads the clock turning.
 func (p *CompiledPolicy) verifyImage(b *budget, vf *Verification, img *parsedImage) (out authorityOutcome, expires time.Time) {
 	ctx := b.ctx
 	ref := img.Image

@@ -1,11 +1,6 @@
 package policystore
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,6 +10,7 @@ import (
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/policy"
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
 // secrets is a Compiler.Secret over a map that the test changes.
@@ -33,19 +29,6 @@ func (s *secrets) get(name string) (*corev1.Secret, error) {
 		return nil, fmt.Errorf("not found in namespace vigil-system")
 	}
 	return &corev1.Secret{Data: d}, nil
-}
-
-func publicKeyPEM(t *testing.T) []byte {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
 // A policy whose key.secretRef cannot be read is broken until the Secret
@@ -71,7 +54,7 @@ func TestRefreshRecompilesThePoliciesThatNameAReference(t *testing.T) {
 		t.Fatalf("a Secret no policy names recompiled %v", changed)
 	}
 
-	sec.data["release-key"] = map[string][]byte{"cosign.pub": publicKeyPEM(t)}
+	sec.data["release-key"] = map[string][]byte{"cosign.pub": verifytest.PublicKeyPEM(t)}
 	s.Refresh(Ref{Kind: "Secret", Name: "release-key"})
 	if _, err, _ := s.Status("keyed"); err != nil {
 		t.Fatalf("after the Secret appeared: %v", err)
@@ -85,7 +68,7 @@ func TestRefreshRecompilesThePoliciesThatNameAReference(t *testing.T) {
 		t.Fatalf("re-applying the same generation read the Secret again (%d reads) or failed: %v", sec.reads-before, err)
 	}
 
-	sec.data["release-key"]["second"] = publicKeyPEM(t)
+	sec.data["release-key"]["second"] = verifytest.PublicKeyPEM(t)
 	s.Refresh(Ref{Kind: "Secret", Name: "release-key"})
 	if _, err, _ := s.Status("keyed"); err == nil || !strings.Contains(err.Error(), "contains multiple data entries, only one is supported") {
 		t.Fatalf("Secret with two entries: %v", err)

@@ -6,6 +6,10 @@
 package verifytest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/pem"
 	"io"
 	"log"
 	"net/http"
@@ -203,4 +207,19 @@ func SigstoreKeysOf(t testing.TB, name string, vs *ca.VirtualSigstore) *v1alpha1
 				CertChain: pemOf(append(append([]*x509.Certificate{tsa.Leaf}, tsa.Intermediates...), tsa.Root)...)}},
 		}},
 	}
+}
+
+// PublicKeyPEM is a new ECDSA P-256 public key in PEM, for a key authority
+// whose signatures the test does not need.
+func PublicKeyPEM(t testing.TB) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
