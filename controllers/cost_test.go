@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -127,6 +128,88 @@ func TestPodChangeCost(t *testing.T) {
 		update(t, pod, func(p *corev1.Pod) { p.Spec.Containers[0].Image = "registry.test/elsewhere/web" })
 	}, 1)
 	waitForResults(t, pod, results{noPol: fail})
+}
+
+// What --clock-recheck costs (issue 18): a pod under a policy that reads the
+// clock is judged again every ClockRecheck (here MinRecheck, the shortest
+// allowed), and each such judgement is one GET of the pod and one decision,
+// with no write while the result stands. Counted over two rounds of n pods.
+func TestClockRecheckCost(t *testing.T) {
+	testenv.Integration(t)
+	const n, rounds = 10, 2
+	counter := &requestCounter{counts: map[string]int{}}
+	counted := rest.CopyConfig(cfg)
+	counted.WrapTransport = counter.wrap
+	opts := controllers.DefaultOptions()
+	opts.ClockRecheck = controllers.MinRecheck
+	startVigilOn(t, counted, report.WGPolicy, opts, nil)
+
+	ns := newNamespace("clockcost", true)
+	create(t, ns)
+	create(t, newPolicy("clockcost-age", glob("clockcost"), func(c *v1beta1.ClusterImagePolicy) {
+		c.Spec.Policy = &v1beta1.Policy{Type: "rego", Data: "package sigstore\nisCompliant { time.now_ns() > 0 }\n"}
+	}))
+	pods := make([]*corev1.Pod, n)
+	for i := range pods {
+		pods[i] = newPod(ns.Name, fmt.Sprintf("app-%02d", i), image("clockcost", "app"))
+		create(t, pods[i])
+	}
+	for _, p := range pods {
+		waitForResults(t, p, results{"clockcost-age": pass})
+	}
+	byTime := func() float64 {
+		return metricSum(t, "vigil_evaluations_total", map[string]string{"trigger": "time"})
+	}
+	// between snapshots the requests once at least atLeast judgements were
+	// made as time passed, while none is under way: their count stands
+	// still for half a second before and after the snapshot.
+	between := func(atLeast float64) (float64, map[string]int) {
+		t.Helper()
+		var judged float64
+		var snap map[string]int
+		eventually(t, settleTimeout+rounds*controllers.MinRecheck, func() error {
+			j := byTime()
+			if j < atLeast {
+				return fmt.Errorf("%v judgements as time passed, want %v", j, atLeast)
+			}
+			time.Sleep(time.Second / 2)
+			s := counter.snapshot()
+			time.Sleep(time.Second / 2)
+			if byTime() != j {
+				return fmt.Errorf("judgements under way")
+			}
+			judged, snap = j, s
+			return nil
+		})
+		return judged, snap
+	}
+	judged0, before := between(0)
+	judged1, after := between(judged0 + rounds*n)
+
+	podsPrefix := "GET /api/v1/namespaces/" + ns.Name + "/pods/"
+	var gets int
+	var other, bookkeeping []string
+	for k, v := range after {
+		d := v - before[k]
+		switch {
+		case d <= 0:
+		case strings.HasPrefix(k, podsPrefix):
+			gets += d
+		case isBookkeeping(k):
+			bookkeeping = append(bookkeeping, fmt.Sprintf("%s x%d", k, d))
+		default:
+			other = append(other, fmt.Sprintf("%s x%d", k, d))
+		}
+	}
+	judged := judged1 - judged0
+	t.Logf("%d pods, ClockRecheck %s: %v judgements as time passed, %d GETs of the pods, other requests %v, events and status %v",
+		n, controllers.MinRecheck, judged, gets, other, bookkeeping)
+	// Events and the policy's status follow changed results only; a status
+	// write coalesced from the first judgements may still fall in the window.
+	if judged < rounds*n || float64(gets) != judged || len(other) > 0 {
+		t.Errorf("%v judgements as time passed, %d GETs of the pods, other requests %v; want at least %d judgements, one GET each, no report write",
+			judged, gets, other, rounds*n)
+	}
 }
 
 // isBookkeeping says whether a request is one a judgement may cause besides
