@@ -60,11 +60,13 @@ Images are judged as written by static, CUE and Rego policies, which need no
 network. Key and keyless authorities verify signatures in the registries
 (a tag is resolved to its digest first) with the credentials of the local
 Docker configuration (~/.docker/config.json and its credential helpers);
-keyless ones trust the TrustRoots given by --trust-root (named by
-trustRootRef) or, without a trustRootRef, the public-good Sigstore root,
-fetched from its TUF mirror on first use. A verification that cannot be
-done (registry unreachable, access denied, no trust root) is an error
-result, never a pass. key.secretRef cannot be read offline: such a policy
+keyless ones, and ctlog and rfc3161timestamp (a log entry or a timestamp
+that every signature must carry, verified offline), trust the TrustRoots
+given by --trust-root (named by trustRootRef) or, without a trustRootRef,
+the keyless authority's TrustRoot or else the public-good Sigstore root,
+fetched from its TUF mirror on first use. A
+verification that cannot be done (registry unreachable, access denied, no
+trust root) is an error result, never a pass. key.secretRef cannot be read offline: such a policy
 is bad input.
 
 Only regular files are read (a symlink to one is followed), each at most
@@ -90,7 +92,7 @@ crashed (a bug to report, never a verdict).`,
 	f.StringSliceVarP(&o.resources, "resource", "r", nil, "file or directory of resources to judge")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	f.StringVar(&o.noMatchPolicy, "no-match-policy", string(policy.NoMatchDeny), "for images no policy covers: deny, warn or allow")
-	f.StringSliceVar(&o.trustRoots, "trust-root", nil, "TrustRoot file or directory (policy.sigstore.dev/v1alpha1) that keyless.trustRootRef names; sigstoreKeys and repository roots are read offline")
+	f.StringSliceVar(&o.trustRoots, "trust-root", nil, "TrustRoot file or directory (policy.sigstore.dev/v1alpha1) that a trustRootRef (keyless, ctlog, rfc3161timestamp) names; sigstoreKeys and repository roots are read offline")
 	f.DurationVar(&o.policyTimeout, "policy-timeout", policy.DefaultPolicyTimeout, "bound on evaluating one policy for one resource; past it the result is error")
 	return cmd
 }

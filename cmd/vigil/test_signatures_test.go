@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -8,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -140,6 +144,62 @@ func TestVigilTestSignatures(t *testing.T) {
 		out, code, _ := runVigil(t, "test", "-o", "json", "--policy", keyPolicy, "--resource", writeFile(t, dir, "signed4.yaml", podWith(signed)))
 		if code != exitDenied || !strings.Contains(out, `"result": "error"`) || !strings.Contains(out, "unreachable") {
 			t.Fatalf("exit %d\n%s", code, out)
+		}
+	})
+}
+
+// vigil test verifies ctlog and rfc3161timestamp against the --trust-root
+// files: a key signature's log entry and a keyless signature's timestamp,
+// both made by the VirtualSigstore the TrustRoot ci-root holds.
+func TestVigilTestSignatureEvidence(t *testing.T) {
+	reg := verifytest.NewRegistry(t)
+	vs := verifytest.NewVirtualSigstore(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := cryptoutils.MarshalPublicKeyToPEM(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := reg.PushImage(t, "app/logged")
+	verifytest.SignKeyLegacy(t, key, logged, verifytest.Evidence{Log: vs})
+	unlogged := reg.PushImage(t, "app/unlogged")
+	verifytest.SignKeyLegacy(t, key, unlogged, verifytest.Evidence{})
+	timestamped := reg.PushImage(t, "app/timestamped")
+	verifytest.SignKeylessLegacyWith(t, vs, timestamped, testSubject, testIssuer, verifytest.Evidence{TSA: vs})
+	untimestamped := reg.PushImage(t, "app/untimestamped")
+	verifytest.SignKeylessLegacy(t, vs, untimestamped, testSubject, testIssuer)
+
+	dir := t.TempDir()
+	trustRoot := trustRootFile(t, dir, vs)
+	logPolicy := writeFile(t, dir, "ctlog.yaml", signaturePolicyYAML(t, "logged-release-key", v1beta1.Authority{
+		Key: &v1beta1.KeyRef{Data: string(pub)}, CTLog: &v1beta1.TLog{TrustRootRef: "ci-root"}}))
+	yes := true
+	tsaPolicy := writeFile(t, dir, "tsa.yaml", signaturePolicyYAML(t, "timestamped-ci", v1beta1.Authority{
+		Keyless: &v1beta1.KeylessRef{URL: "https://fulcio.example", Identities: []v1beta1.Identity{{Issuer: testIssuer, Subject: testSubject}},
+			TrustRootRef: "ci-root", InsecureIgnoreSCT: &yes},
+		RFC3161Timestamp: &v1beta1.RFC3161Timestamp{TrustRootRef: "ci-root"}}))
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		code    int
+		result  string
+		message string
+	}{
+		{"ctlog: an entry of the TrustRoot's log", []string{"--policy", logPolicy, "--trust-root", trustRoot, "--resource", writeFile(t, dir, "logged.yaml", podWith(logged))}, exitOK, "pass", ""},
+		{"ctlog: no entry", []string{"--policy", logPolicy, "--trust-root", trustRoot, "--resource", writeFile(t, dir, "unlogged.yaml", podWith(unlogged))}, exitDenied, "fail",
+			"signature key validation failed for authority authority-0 for " + unlogged.String() + ": no matching signatures: offline verification failed"},
+		{"rfc3161timestamp: a timestamp of the TrustRoot's TSA", []string{"--policy", tsaPolicy, "--trust-root", trustRoot, "--resource", writeFile(t, dir, "timestamped.yaml", podWith(timestamped))}, exitOK, "pass", ""},
+		{"rfc3161timestamp: no timestamp", []string{"--policy", tsaPolicy, "--trust-root", trustRoot, "--resource", writeFile(t, dir, "untimestamped.yaml", podWith(untimestamped))}, exitDenied, "fail",
+			"signature keyless validation failed for authority authority-0 for " + untimestamped.String() + ": no matching signatures: the signature carries no RFC 3161 timestamp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkOneResult(t, tc.args, tc.code, tc.result, tc.message) })
+	}
+	t.Run("a ctlog.trustRootRef without its file is bad input naming it", func(t *testing.T) {
+		_, code, err := runVigil(t, "test", "--policy", logPolicy, "--resource", writeFile(t, dir, "logged3.yaml", podWith(logged)))
+		if code != exitBadInput || err == nil || !strings.Contains(err.Error(), `spec.authorities[0].ctlog.trustRootRef: trustroot "ci-root" is not among the --trust-root files`) {
+			t.Fatalf("exit %d: %v", code, err)
 		}
 	})
 }

@@ -25,18 +25,19 @@ const ReasonReferenceUnavailable = "ReferenceUnavailable"
 type signatureAuthority struct {
 	name, kind string
 	// unsupported, when set, is why the authority gives an error result
-	// (KMS keys, ctlog, rfc3161timestamp).
+	// (KMS keys).
 	unsupported string
 	pullSecrets []string
 	compiled    *verify.Authority
 	// publicGood builds the authority once the public-good root has loaded
-	// (keyless without trustRootRef); a failure is retried at the next
-	// evaluation and is an error result meanwhile.
+	// (a trust root no trustRootRef names); a failure is retried at the
+	// next evaluation and is an error result meanwhile.
 	publicGood func() (*verify.TrustRoot, error)
-	// needsPublicGood: keyless without a trustRootRef.
-	needsPublicGood bool
-	spec            verify.AuthoritySpec
-	mu              sync.Mutex
+	// publicGoodFields are the fields whose trust root is the public-good
+	// one, for lack of a trustRootRef (keyless, ctlog, rfc3161timestamp).
+	publicGoodFields []string
+	spec             verify.AuthoritySpec
+	mu               sync.Mutex
 	// attestations, when there are any, are verified and judged instead of
 	// the signatures, as in policy-controller (attestations.go).
 	attestations   []*attestationPolicy
@@ -55,8 +56,7 @@ func (c Compiler) compileSignatureAuthority(cipName string, i int, a *v1beta1.Au
 	s.attestations, s.predicateTypes = atts, predicateTypes(atts)
 	spec := verify.AuthoritySpec{Name: a.Name, SignatureFormat: verify.SignatureFormat(a.SignatureFormat)}
 	unavailable := func(field string, err error) (*signatureAuthority, error) {
-		return nil, &InvalidPolicyError{Policy: cipName, Reason: ReasonReferenceUnavailable, Field: field,
-			Message: fmt.Sprintf("%s: %v", field, err)}
+		return nil, unavailableReference(cipName, field, err)
 	}
 	switch {
 	case a.Key != nil:
@@ -84,24 +84,24 @@ func (c Compiler) compileSignatureAuthority(cipName string, i int, a *v1beta1.Au
 				Issuer: id.Issuer, IssuerRegExp: id.IssuerRegExp, Subject: id.Subject, SubjectRegExp: id.SubjectRegExp})
 		}
 		if k.TrustRootRef != "" {
-			field := child(child(p, "keyless"), "trustRootRef")
-			if c.TrustRoot == nil {
-				return unavailable(field, fmt.Errorf("trustroot %q cannot be read: no TrustRoots are available here", k.TrustRootRef))
-			}
-			tr, err := c.TrustRoot(k.TrustRootRef)
+			tr, err := c.trustRoot(k.TrustRootRef)
 			if err != nil {
-				return unavailable(field, err)
+				return unavailable(child(child(p, "keyless"), "trustRootRef"), err)
 			}
 			spec.Keyless.TrustRoot = tr
 		} else {
-			s.publicGood, s.needsPublicGood = c.PublicGoodTrustRoot, true
+			s.publicGoodFields = append(s.publicGoodFields, "keyless.trustRootRef")
 		}
 	}
-	switch {
-	case a.CTLog != nil:
-		s.unsupported = fmt.Sprintf("authority %s: ctlog: verification against a transparency log named by the policy is not supported yet", a.Name)
-	case a.RFC3161Timestamp != nil:
-		s.unsupported = fmt.Sprintf("authority %s: rfc3161timestamp: timestamp authorities are not supported yet", a.Name)
+	if a.CTLog != nil {
+		if spec.CTLog, err = c.rootRef(cipName, p, "ctlog", a.CTLog.TrustRootRef, s, spec.Keyless); err != nil {
+			return nil, err
+		}
+	}
+	if a.RFC3161Timestamp != nil {
+		if spec.RFC3161Timestamp, err = c.rootRef(cipName, p, "rfc3161timestamp", a.RFC3161Timestamp.TrustRootRef, s, spec.Keyless); err != nil {
+			return nil, err
+		}
 	}
 	if len(a.Sources) > 0 {
 		src := a.Sources[0]
@@ -115,16 +115,54 @@ func (c Compiler) compileSignatureAuthority(cipName string, i int, a *v1beta1.Au
 		s.pullSecrets = spec.Source.SignaturePullSecrets
 	}
 	s.spec = spec
-	if s.needsPublicGood || s.unsupported != "" {
+	if len(s.publicGoodFields) > 0 {
+		s.publicGood = c.PublicGoodTrustRoot
 		return s, nil
 	}
 	va, err := verify.Compile(spec)
+	if re := (*verify.RootError)(nil); errors.As(err, &re) {
+		return nil, unavailableReference(cipName, child(p, re.Field), re.Err)
+	}
 	if err != nil {
 		return nil, &InvalidPolicyError{Policy: cipName, Reason: v1beta1.ReasonInvalid, Field: p,
 			Message: fmt.Sprintf("%s: %v", p, err)}
 	}
 	s.compiled = va
 	return s, nil
+}
+
+// trustRoot reads the TrustRoot a trustRootRef names.
+func (c Compiler) trustRoot(name string) (*verify.TrustRoot, error) {
+	if c.TrustRoot == nil {
+		return nil, fmt.Errorf("trustroot %q cannot be read: no TrustRoots are available here", name)
+	}
+	return c.TrustRoot(name)
+}
+
+// rootRef reads the trust root of an authority's ctlog or rfc3161timestamp
+// (field, below the authority at path p): the TrustRoot its trustRootRef
+// names; without one, the keyless authority's trust root, or else the
+// public-good root, loaded at first use.
+func (c Compiler) rootRef(cipName, p, field, ref string, s *signatureAuthority, keyless *verify.KeylessSpec) (*verify.RootRef, error) {
+	switch {
+	case ref != "":
+		tr, err := c.trustRoot(ref)
+		if err != nil {
+			return nil, unavailableReference(cipName, child(child(p, field), "trustRootRef"), err)
+		}
+		return &verify.RootRef{TrustRoot: tr}, nil
+	case keyless != nil && keyless.TrustRoot != nil:
+		return &verify.RootRef{TrustRoot: keyless.TrustRoot}, nil
+	}
+	s.publicGoodFields = append(s.publicGoodFields, field+".trustRootRef")
+	return &verify.RootRef{}, nil
+}
+
+// unavailableReference: the Secret or TrustRoot that field names cannot be
+// read or used.
+func unavailableReference(cipName, field string, err error) error {
+	return &InvalidPolicyError{Policy: cipName, Reason: ReasonReferenceUnavailable, Field: field,
+		Message: fmt.Sprintf("%s: %v", field, err)}
 }
 
 // secretKey is the one data entry of a Secret in Vigil's namespace, as
@@ -162,16 +200,24 @@ func (s *signatureAuthority) authority() (*verify.Authority, error) {
 		return s.compiled, nil
 	}
 	if s.publicGood == nil {
-		return nil, errors.New("the public-good Sigstore trust root is not available here; name a TrustRoot in keyless.trustRootRef")
+		return nil, fmt.Errorf("the public-good Sigstore trust root is not available here; name a TrustRoot in %s",
+			strings.Join(s.publicGoodFields, " and "))
 	}
 	tr, err := s.publicGood()
 	if err != nil {
 		return nil, err
 	}
 	spec := s.spec
-	kl := *spec.Keyless
-	kl.TrustRoot = tr
-	spec.Keyless = &kl
+	if spec.Keyless != nil && spec.Keyless.TrustRoot == nil {
+		kl := *spec.Keyless
+		kl.TrustRoot = tr
+		spec.Keyless = &kl
+	}
+	for _, ref := range []**verify.RootRef{&spec.CTLog, &spec.RFC3161Timestamp} {
+		if *ref != nil && (*ref).TrustRoot == nil {
+			*ref = &verify.RootRef{TrustRoot: tr}
+		}
+	}
 	va, err := verify.Compile(spec)
 	if err != nil {
 		return nil, err

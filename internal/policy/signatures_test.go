@@ -118,6 +118,22 @@ func decideSigned(t *testing.T, c Compiler, obj *Object, vf Verification, cips .
 	return NewSet(compiled, broken).Decide(context.Background(), obj, Options{Verification: vf})
 }
 
+// expectResult checks a decision's first result: its word, that its message
+// contains message, and that admission follows it.
+func expectResult(t *testing.T, d Decision, want, message string) {
+	t.Helper()
+	r := d.Results[0]
+	if r.Result != want {
+		t.Fatalf("result %s, want %s: %s", r.Result, want, r.Message)
+	}
+	if !strings.Contains(r.Message, message) {
+		t.Errorf("message %q does not contain %q", r.Message, message)
+	}
+	if d.Allowed != (want == ResultPass || want == ResultWarn) {
+		t.Errorf("Allowed = %v", d.Allowed)
+	}
+}
+
 // Key and keyless authorities judged by Set.Decide with the real verifier
 // against signatures written by cosign and by a VirtualSigstore.
 func TestDecideSignatures(t *testing.T) {
@@ -177,16 +193,7 @@ func TestDecideSignatures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cip := newCIP("signed", withAuthorities(tc.auths...), withMode(tc.mode))
 			d := decideSigned(t, f.compiler(), obj(t, podYAML(tc.image.String())), tc.vf, cip)
-			r := d.Results[0]
-			if r.Result != tc.want {
-				t.Fatalf("result %s, want %s: %s", r.Result, tc.want, r.Message)
-			}
-			if !strings.Contains(r.Message, tc.message) {
-				t.Errorf("message %q does not contain %q", r.Message, tc.message)
-			}
-			if d.Allowed != (tc.want == ResultPass || tc.want == ResultWarn) {
-				t.Errorf("Allowed = %v", d.Allowed)
-			}
+			expectResult(t, d, tc.want, tc.message)
 			switch {
 			case tc.want != ResultError && !d.RecheckAt.After(time.Now()):
 				t.Errorf("RecheckAt %v: a %s rests on a verdict that expires", d.RecheckAt, tc.want)

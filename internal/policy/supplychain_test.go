@@ -95,9 +95,12 @@ func newSupplyChain(t testing.TB) *supplyChain {
 	push("scan-old")
 	keyless("scan-old", "scanner@example.com", googleIssuer, "cosign.sigstore.dev/attestation/vuln/v1", verifytest.VulnPredicate(now.Add(-20*24*time.Hour), 0, 0))
 
+	// Signatures carry a log entry and a timestamp of their signer, as
+	// cosign writes them with --timestamp-server-url.
 	sign := func(n, subject, issuer string, by *ca.VirtualSigstore) {
-		verifytest.SignKeylessLegacy(t, by, push(n), subject, issuer)
+		verifytest.SignKeylessLegacyWith(t, by, push(n), subject, issuer, verifytest.Evidence{Log: by, TSA: by})
 	}
+	verifytest.SignKeylessLegacy(t, vs, push("signed-custom-untimestamped"), "foo@example.com", "https://your.issuer.dev/")
 	sign("signed-google", "foo@example.com", googleIssuer, vs)
 	sign("signed-custom", "foo@example.com", "https://your.issuer.dev/", vs)
 	sign("signed-k8s", k8sReleaseID, googleIssuer, vs)
@@ -207,6 +210,7 @@ func (f *supplyChain) catalog(t *testing.T, dir string, vf Verification) {
 			"failed evaluating rego policy for type ClusterImagePolicy: warning: This repo has been deprecated: https://kubernetes.io/blog/2023/02/06/k8s-gcr-io-freeze-announcement/"}},
 		{"keyless-signature-custom-tsa.yaml", "signed-custom", ResultPass, nil},
 		{"keyless-signature-custom-tsa.yaml", "signed-google", ResultFail, []string{"none of the expected identities matched what was in the certificate"}},
+		{"keyless-signature-custom-tsa.yaml", "signed-custom-untimestamped", ResultFail, []string{"the signature carries no RFC 3161 timestamp"}},
 		{"keyless-signature.yaml", "signed-google", ResultPass, nil},
 		{"keyless-signature.yaml", "bare", ResultFail, []string{"signature keyless validation failed for authority authority-0 for " + f.img["bare"].String() + ": no signatures found"}},
 		{"kubernetes-signed.yaml", "signed-k8s", ResultPass, nil},

@@ -216,11 +216,27 @@ func refsOf(cip *v1beta1.ClusterImagePolicy) []Ref {
 		if a.Key != nil && a.Key.SecretRef != nil {
 			refs = append(refs, Ref{"Secret", a.Key.SecretRef.Name})
 		}
-		if a.Keyless != nil && a.Keyless.TrustRootRef != "" {
-			refs = append(refs, Ref{"TrustRoot", a.Keyless.TrustRootRef})
+		for _, name := range trustRootRefs(a) {
+			refs = append(refs, Ref{"TrustRoot", name})
 		}
 	}
 	return refs
+}
+
+// trustRootRefs are the TrustRoots an authority names: keyless.trustRootRef,
+// ctlog.trustRootRef and rfc3161timestamp.trustRootRef.
+func trustRootRefs(a v1beta1.Authority) []string {
+	var names []string
+	if a.Keyless != nil && a.Keyless.TrustRootRef != "" {
+		names = append(names, a.Keyless.TrustRootRef)
+	}
+	if a.CTLog != nil && a.CTLog.TrustRootRef != "" {
+		names = append(names, a.CTLog.TrustRootRef)
+	}
+	if a.RFC3161Timestamp != nil && a.RFC3161Timestamp.TrustRootRef != "" {
+		names = append(names, a.RFC3161Timestamp.TrustRootRef)
+	}
+	return names
 }
 
 // Refresh compiles again the policies that name ref, whose content changed

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 )
 
 const (
@@ -251,10 +252,10 @@ func (a *Authority) verifyLegacyAttestations(layers []legacySignature, d name.Di
 		}
 		var sig Signature
 		var err error
-		if a.kind == "key" {
+		if a.kind == "key" && a.evidence == evidenceNone {
 			err = a.verifyEnvelopeKey(&env)
 		} else {
-			sig, err = a.verifyLegacyAttestationKeyless(l, &env, d)
+			sig, err = a.verifyLegacyAttestationEntity(l, &env, d)
 		}
 		if err != nil {
 			return Attestation{}, err
@@ -302,17 +303,19 @@ func checkStatementSubject(statement []byte, d name.Digest) (string, error) {
 	return "", fmt.Errorf("attestation statement is not about %s", d.DigestStr())
 }
 
-// verifyLegacyAttestationKeyless hands a .att layer to sigstore-go: the
-// envelope, the certificate, chain, Rekor bundle and timestamp annotations.
-func (a *Authority) verifyLegacyAttestationKeyless(l legacySignature, env *dsseEnvelope, d name.Digest) (Signature, error) {
-	if l.certificate == "" {
-		return Signature{}, errors.New("attestation has no certificate")
-	}
+// verifyLegacyAttestationEntity hands a .att layer to sigstore-go: the
+// envelope, the certificate and chain (keyless) or the authority's key, the
+// Rekor bundle and timestamp annotations.
+func (a *Authority) verifyLegacyAttestationEntity(l legacySignature, env *dsseEnvelope, d name.Digest) (Signature, error) {
 	de := &dsse.Envelope{PayloadType: env.PayloadType, Payload: base64.StdEncoding.EncodeToString(env.Payload)}
 	for _, s := range env.Signatures {
 		de.Signatures = append(de.Signatures, dsse.Signature{KeyID: s.KeyID, Sig: base64.StdEncoding.EncodeToString(s.Sig)})
 	}
-	e, err := newLegacyEntityWith(l, &bundle.Envelope{Envelope: de})
+	var content sgverify.SignatureContent = &bundle.Envelope{Envelope: de}
+	if a.evidence == evidenceTimestamp {
+		content = timestampedEnvelope{Envelope: &bundle.Envelope{Envelope: de}, layer: l.payload}
+	}
+	e, err := a.newLegacyEntityWith(l, "attestation", content)
 	if err != nil {
 		return Signature{}, err
 	}
@@ -320,6 +323,18 @@ func (a *Authority) verifyLegacyAttestationKeyless(l legacySignature, env *dsseE
 	if err != nil {
 		return Signature{}, err
 	}
-	sig, _, err := a.verifyKeylessEntity(e, artifact)
+	sig, _, err := a.verifyEntity(e, artifact)
 	return sig, err
 }
+
+// timestampedEnvelope is the envelope of a .att layer whose RFC 3161
+// timestamp cosign made over the layer's whole payload (the envelope's
+// JSON), not over the DSSE signature as in a bundle: Signature gives what
+// the timestamp covers. Only timestamps read it: no log entry is checked
+// beside a timestamp.
+type timestampedEnvelope struct {
+	*bundle.Envelope
+	layer []byte
+}
+
+func (e timestampedEnvelope) Signature() []byte { return e.layer }

@@ -6,9 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 )
@@ -51,6 +53,12 @@ func TestFingerprint(t *testing.T) {
 		"tagPrefix":            key(base.Key.PEM, "", &SourceSpec{OCI: "example.com/sigs", TagPrefix: "v1-"}),
 		"signaturePullSecrets": key(base.Key.PEM, "", &SourceSpec{OCI: "example.com/sigs", SignaturePullSecrets: []string{"regcred"}}),
 		"keyless":              keyless(vs, id),
+		// The log and TSA material: a changed TrustRoot misses the cache.
+		"ctlog":                           {Name: "k", Key: base.Key, CTLog: rootOf(vs, "virtual")},
+		"ctlog of another log":            {Name: "k", Key: base.Key, CTLog: rootOf(vs2, "virtual")},
+		"rfc3161timestamp":                {Name: "k", Key: base.Key, RFC3161Timestamp: rootOf(vs, "virtual")},
+		"rfc3161timestamp of another TSA": {Name: "k", Key: base.Key, RFC3161Timestamp: rootOf(vs2, "virtual")},
+		"ctlog and rfc3161timestamp":      {Name: "k", Key: base.Key, CTLog: rootOf(vs, "virtual"), RFC3161Timestamp: rootOf(vs, "virtual")},
 	}
 	fp := mustCompile(t, base).Fingerprint()
 	for i, s := range same {
@@ -81,6 +89,16 @@ func TestFingerprint(t *testing.T) {
 	if mustCompile(t, swapped).Fingerprint() == k1 {
 		t.Error("insecureIgnoreSCT does not change the fingerprint")
 	}
+	for what, set := range map[string]func(*AuthoritySpec){
+		"ctlog":            func(s *AuthoritySpec) { s.CTLog = rootOf(vs2, "other") },
+		"rfc3161timestamp": func(s *AuthoritySpec) { s.RFC3161Timestamp = rootOf(vs2, "other") },
+	} {
+		s := keyless(vs, id)
+		set(&s)
+		if mustCompile(t, s).Fingerprint() == k1 {
+			t.Errorf("keyless with the %s of another root has the same fingerprint", what)
+		}
+	}
 }
 
 // Compile accepts ECDSA, RSA and ed25519 keys and names the field of bad input.
@@ -104,6 +122,7 @@ func TestCompile(t *testing.T) {
 		}
 	}
 	good := publicPEM(t, ec.Public())
+	empty := &TrustRoot{Name: "empty", Material: &root.BaseTrustedMaterial{}}
 	for _, tc := range []struct {
 		spec AuthoritySpec
 		want string
@@ -116,10 +135,25 @@ func TestCompile(t *testing.T) {
 		{AuthoritySpec{Name: "a", Key: &KeySpec{PEM: good}, Source: &SourceSpec{OCI: "registry.example.com/repo/*"}}, "source[0].oci: repository can only contain"},
 		{AuthoritySpec{Name: "a", Keyless: &KeylessSpec{}}, "keyless.identities: missing field(s)"},
 		{AuthoritySpec{Name: "a", Keyless: &KeylessSpec{Identities: []Identity{{Issuer: "x", SubjectRegExp: "****"}}}}, "keyless.identities[0]"},
+		{AuthoritySpec{Name: "a", Key: &KeySpec{PEM: good}, CTLog: &RootRef{TrustRoot: empty}},
+			`authority "a": ctlog.trustRootRef: trustroot "empty" holds no transparency log keys (tLogs)`},
+		{AuthoritySpec{Name: "a", Key: &KeySpec{PEM: good}, RFC3161Timestamp: &RootRef{TrustRoot: empty}},
+			`authority "a": rfc3161timestamp.trustRootRef: trustroot "empty" holds no timestamp authorities (timestampAuthorities)`},
 	} {
 		_, err := Compile(tc.spec)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Compile(%+v) = %v, want %q", tc.spec, err, tc.want)
+		}
+	}
+	// A trust root that cannot serve is the TrustRoot's problem, not the
+	// policy's: the caller can tell (policy: ReferenceUnavailable).
+	for field, spec := range map[string]AuthoritySpec{
+		"ctlog.trustRootRef":            {Name: "a", Key: &KeySpec{PEM: good}, CTLog: &RootRef{TrustRoot: empty}},
+		"rfc3161timestamp.trustRootRef": {Name: "a", Key: &KeySpec{PEM: good}, RFC3161Timestamp: &RootRef{TrustRoot: empty}},
+	} {
+		_, err := Compile(spec)
+		if re := (*RootError)(nil); !errors.As(err, &re) || re.Field != field {
+			t.Errorf("%s: %v is not a RootError of that field", field, err)
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/vigil-dev/vigil/internal/verify/verifytest"
 )
 
 // benchOptions lift the rate limits: the benchmarks measure verification,
@@ -25,8 +27,9 @@ var benchOptions = Options{GlobalQPS: 1e9, GlobalBurst: 1 << 30, RegistryQPS: 1e
 // BenchmarkVerify measures one verification per image: cold (registry
 // requests to an in-memory registry on loopback plus the cryptography; the
 // cache is bypassed with Refresh) and cached, for key and keyless authorities
-// in both layouts, beside cosign's own VerifyImageSignatures on the same
-// signatures (cosign is a test-only dependency). Both use the same keychain.
+// in both layouts and legacy signatures that carry a log entry (ctlog) or a
+// timestamp (rfc3161timestamp), beside cosign's own VerifyImageSignatures on
+// the same signatures (cosign is a test-only dependency). Both use the same keychain.
 // Each line reports the registry requests it made per verification
 // (requests/op): a cold verification asks the registry every time, a cached
 // one never does.
@@ -47,6 +50,20 @@ func BenchmarkVerify(b *testing.B) {
 	keylessBundle := reg.pushImage(b, "bench/keyless-bundle")
 	signKeylessBundle(b, vs, keylessBundle, ciSubject, ciIssuer, cosignSignPredicate)
 	id := Identity{Issuer: ciIssuer, Subject: ciSubject}
+	// ctlog and rfc3161timestamp: a key made here (cosign cannot log or
+	// timestamp offline), the VirtualSigstore's log entry or timestamp.
+	evidenceKey := newECDSAKey(b)
+	evidencePub := publicPEM(b, evidenceKey.Public())
+	keyLogged := reg.pushImage(b, "bench/key-legacy-logged")
+	verifytest.SignKeyLegacy(b, evidenceKey, keyLogged, verifytest.Evidence{Log: vs})
+	keyStamped := reg.pushImage(b, "bench/key-legacy-timestamped")
+	verifytest.SignKeyLegacy(b, evidenceKey, keyStamped, verifytest.Evidence{TSA: vs})
+	keylessStamped := reg.pushImage(b, "bench/keyless-legacy-timestamped")
+	verifytest.SignKeylessLegacyWith(b, vs, keylessStamped, ciSubject, ciIssuer, verifytest.Evidence{TSA: vs})
+	withEvidence := func(s AuthoritySpec, ctlog, tsa *RootRef) AuthoritySpec {
+		s.CTLog, s.RFC3161Timestamp = ctlog, tsa
+		return s
+	}
 
 	for _, c := range []struct {
 		name  string
@@ -57,6 +74,9 @@ func BenchmarkVerify(b *testing.B) {
 		{"key-bundle", keySpec(pub, FormatBundle, nil), keyBundle},
 		{"keyless-legacy", keylessSpec(vs, FormatLegacy, id), keylessLegacy},
 		{"keyless-bundle", keylessSpec(vs, FormatBundle, id), keylessBundle},
+		{"key-legacy-ctlog", withEvidence(keySpec(evidencePub, FormatLegacy, nil), rootOf(vs, "virtual"), nil), keyLogged},
+		{"key-legacy-rfc3161timestamp", withEvidence(keySpec(evidencePub, FormatLegacy, nil), nil, rootOf(vs, "virtual")), keyStamped},
+		{"keyless-legacy-rfc3161timestamp", withEvidence(keylessSpec(vs, FormatLegacy, id), nil, rootOf(vs, "virtual")), keylessStamped},
 	} {
 		a := mustCompile(b, c.spec)
 		v := New(benchOptions)
@@ -99,6 +119,16 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		defer reportRequests(b, reg)()
 		cosignVerify(b, keyLegacy, co)
+	})
+	b.Run("cosign-VerifyImageSignatures/key-legacy-ctlog", func(b *testing.B) {
+		sv, err := signature.LoadDefaultVerifier(evidenceKey.Public())
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The log entry is checked offline against the VirtualSigstore's Rekor key.
+		co := &cosign.CheckOpts{SigVerifier: sv, TrustedMaterial: vs, Offline: true}
+		defer reportRequests(b, reg)()
+		cosignVerify(b, keyLogged, co)
 	})
 	b.Run("cosign-VerifyImageSignatures/keyless-legacy", func(b *testing.B) {
 		co := &cosign.CheckOpts{

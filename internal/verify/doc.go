@@ -5,8 +5,10 @@
 // It resolves tags to digests (HEAD, then GET), reads legacy cosign `.sig`
 // tags and sigstore bundles attached as OCI 1.1 referrers, verifies key
 // signatures offline and keyless signatures with sigstore-go against a
-// trust root, and caches verdicts by image digest and a fingerprint of the
-// compiled authority. Registry traffic goes through a global and a
+// trust root (with ctlog, a Rekor entry that each signature carries,
+// checked offline against a trust root's log keys; with rfc3161timestamp,
+// a timestamp of a trust root's TSA), and caches verdicts by image digest
+// and a fingerprint of the compiled authority. Registry traffic goes through a global and a
 // per-registry rate limit in which admission requests go before background
 // re-verification.
 //

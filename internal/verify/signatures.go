@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -10,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -61,10 +64,10 @@ func (a *Authority) verifyLegacy(sigs []legacySignature, d name.Digest) ([]Signa
 		if err != nil {
 			return s.id, sig, err
 		}
-		if a.kind == "key" {
+		if a.kind == "key" && a.evidence == evidenceNone {
 			err = a.verifyLegacyKey(s)
 		} else {
-			sig, err = a.verifyLegacyKeyless(s)
+			sig, err = a.verifyLegacyEntity(s)
 		}
 		if err == nil {
 			err = checkPayload(s.payload, d)
@@ -108,27 +111,76 @@ func (a *Authority) verifyLegacyKey(s legacySignature) error {
 	return errors.New("invalid signature when validating ASN.1 encoded signature")
 }
 
-// verifyLegacyKeyless hands a .sig layer to sigstore-go as a signed entity:
-// the certificate, the signature over the payload, the Rekor entry from the
-// bundle annotation and any RFC 3161 timestamp.
-func (a *Authority) verifyLegacyKeyless(s legacySignature) (Signature, error) {
-	if s.certificate == "" {
-		return Signature{}, errors.New("signature has no certificate")
-	}
-	e, err := newLegacyEntity(s)
+// verifyLegacyEntity hands a .sig layer to sigstore-go as a signed entity:
+// the certificate (keyless) or the authority's key, the signature over the
+// payload, the Rekor entry from the bundle annotation and any RFC 3161
+// timestamp.
+func (a *Authority) verifyLegacyEntity(s legacySignature) (Signature, error) {
+	e, err := a.newLegacyEntity(s)
 	if err != nil {
 		return Signature{}, err
 	}
-	return a.verifyKeyless(e, sgverify.WithArtifact(bytes.NewReader(s.payload)))
-}
-
-func (a *Authority) verifyKeyless(e sgverify.SignedEntity, artifact sgverify.ArtifactPolicyOption) (Signature, error) {
-	sig, res, err := a.verifyKeylessEntity(e, artifact)
+	sig, res, err := a.verifyEntity(e, sgverify.WithArtifact(bytes.NewReader(s.payload)))
 	if err == nil {
 		err = checkStatement(res)
 	}
 	return sig, err
 }
+
+// verifyEntity verifies a signed entity (a signature or an attestation, a
+// legacy layer or a bundle) with the authority's keys or trust root, once it
+// carries the evidence the authority asks for.
+func (a *Authority) verifyEntity(e sgverify.SignedEntity, artifact sgverify.ArtifactPolicyOption) (Signature, *sgverify.VerificationResult, error) {
+	if err := a.checkEvidence(e); err != nil {
+		return Signature{}, nil, err
+	}
+	if a.kind == "key" {
+		res, err := a.verifyKeyEntity(e, artifact)
+		return Signature{}, res, err
+	}
+	return a.verifyKeylessEntity(e, artifact)
+}
+
+// checkEvidence says, before any cryptography, why an entity cannot pass
+// for want of a log entry or a timestamp, in words a person can act on.
+func (a *Authority) checkEvidence(e sgverify.SignedEntity) error {
+	switch a.evidence {
+	case evidenceLog:
+		entries, err := e.TlogEntries()
+		if err != nil {
+			return err
+		}
+		if len(entries) == 0 {
+			return errNoLogEntry
+		}
+		for _, en := range entries {
+			if _, ok := a.rekorLogs[hex.EncodeToString([]byte(en.LogKeyID()))]; ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("transparency log entry of an unknown log: log ID %x is not among the Rekor keys of trustroot %q",
+			entries[0].LogKeyID(), a.logRoot)
+	case evidenceTimestamp:
+		ts, err := e.Timestamps()
+		if err != nil {
+			return err
+		}
+		if len(ts) == 0 {
+			return errNoTimestamp
+		}
+	}
+	return nil
+}
+
+var (
+	// errNoLogEntry starts with cosign's message for a signature without a
+	// Rekor bundle when it may not search the log (--offline): Vigil never does.
+	errNoLogEntry = errors.New("offline verification failed: the signature carries no transparency log entry " +
+		"(cosign's " + annotationBundle + " annotation, or a bundle's tlogEntries); " +
+		"its inclusion promise is verified offline, the log is never searched")
+	errNoTimestamp = errors.New("the signature carries no RFC 3161 timestamp (cosign's " + annotationTimestamp +
+		" annotation, or a bundle's timestamps), which rfc3161timestamp requires")
+)
 
 // verifyKeylessEntity verifies a signed entity (a signature or an
 // attestation) against the trust root and the identities.
@@ -189,11 +241,7 @@ func (a *Authority) verifyBundle(r bundleReferrer, artifact sgverify.ArtifactPol
 	if err := b.UnmarshalJSON(r.json); err != nil {
 		return Signature{}, nil, fmt.Errorf("referrer %s: %w", r.id, err)
 	}
-	if a.kind == "key" {
-		res, err := a.verifyBundleKey(&b, artifact)
-		return Signature{}, res, err
-	}
-	return a.verifyKeylessEntity(&b, artifact)
+	return a.verifyEntity(&b, artifact)
 }
 
 // imageArtifact: what a bundle must be about, the image's digest.
@@ -205,11 +253,11 @@ func imageArtifact(d name.Digest) (sgverify.ArtifactPolicyOption, error) {
 	return sgverify.WithArtifactDigest("sha256", digest), nil
 }
 
-// verifyBundleKey verifies a key-signed bundle offline against each key.
-func (a *Authority) verifyBundleKey(b *bundle.Bundle, artifact sgverify.ArtifactPolicyOption) (*sgverify.VerificationResult, error) {
+// verifyKeyEntity verifies a key-signed entity offline against each key.
+func (a *Authority) verifyKeyEntity(e sgverify.SignedEntity, artifact sgverify.ArtifactPolicyOption) (*sgverify.VerificationResult, error) {
 	var last error
 	for _, v := range a.keyVerifiers {
-		res, err := v.Verify(b, sgverify.NewPolicy(artifact, sgverify.WithKey()))
+		res, err := v.Verify(e, sgverify.NewPolicy(artifact, sgverify.WithKey()))
 		if err == nil {
 			return res, nil
 		}
@@ -261,45 +309,41 @@ func (f *failures) errAbout(what string) error {
 	return &classified{reason: reason, err: fmt.Errorf("no matching %s: %s", what, strings.Join(f.msgs, "\n "))}
 }
 
-// legacyEntity is a cosign .sig layer seen as a sigstore-go SignedEntity.
+// legacyEntity is a cosign .sig or .att layer seen as a sigstore-go
+// SignedEntity.
 type legacyEntity struct {
-	cert          *x509.Certificate
-	intermediates []*x509.Certificate
-	content       sgverify.SignatureContent
-	entries       []*tlog.Entry
-	timestamps    [][]byte
+	verification sgverify.VerificationContent
+	content      sgverify.SignatureContent
+	entries      []*tlog.Entry
+	timestamps   [][]byte
 }
 
-func newLegacyEntity(s legacySignature) (*legacyEntity, error) {
+// newLegacyEntity reads a .sig layer: a message signature over its payload.
+func (a *Authority) newLegacyEntity(s legacySignature) (*legacyEntity, error) {
 	raw, err := base64.StdEncoding.DecodeString(s.signature)
 	if err != nil {
 		return nil, fmt.Errorf("signature is not base64: %w", err)
 	}
 	sum := sha256.Sum256(s.payload)
-	return newLegacyEntityWith(s, bundle.NewMessageSignature(sum[:], "SHA2_256", raw))
+	return a.newLegacyEntityWith(s, "signature", bundle.NewMessageSignature(sum[:], "SHA2_256", raw))
 }
 
-// newLegacyEntityWith reads a layer's certificate, chain, Rekor bundle and
-// timestamp annotations around the signed content (a message signature of
-// a .sig layer, the DSSE envelope of a .att layer).
-func newLegacyEntityWith(s legacySignature, content sgverify.SignatureContent) (*legacyEntity, error) {
-	certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(s.certificate))
-	if err != nil || len(certs) == 0 {
-		return nil, fmt.Errorf("signature certificate is not PEM: %v", err)
-	}
-	e := &legacyEntity{cert: certs[0]}
-	if s.chain != "" {
-		chain, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(s.chain))
+// newLegacyEntityWith reads a layer's certificate and chain (keyless) or
+// stands for the authority's key, and its Rekor bundle and timestamp
+// annotations, around the signed content (a message signature of a .sig
+// layer, the DSSE envelope of a .att layer); what names it in messages.
+func (a *Authority) newLegacyEntityWith(s legacySignature, what string, content sgverify.SignatureContent) (*legacyEntity, error) {
+	e := &legacyEntity{verification: keyContent{}, content: content}
+	if a.kind == "keyless" {
+		if s.certificate == "" {
+			return nil, fmt.Errorf("%s has no certificate", what)
+		}
+		vc, err := legacyCertificateOf(s)
 		if err != nil {
-			return nil, fmt.Errorf("signature chain is not PEM: %w", err)
+			return nil, err
 		}
-		for _, c := range chain {
-			if !c.IsCA || !bytes.Equal(c.RawSubject, c.RawIssuer) { // roots come from the trust root only
-				e.intermediates = append(e.intermediates, c)
-			}
-		}
+		e.verification = vc
 	}
-	e.content = content
 	if s.rekorBundle != "" {
 		entry, err := parseRekorBundle(s.rekorBundle)
 		if err != nil {
@@ -317,6 +361,28 @@ func newLegacyEntityWith(s legacySignature, content sgverify.SignatureContent) (
 		e.timestamps = append(e.timestamps, ts.SignedRFC3161Timestamp)
 	}
 	return e, nil
+}
+
+// legacyCertificateOf reads the certificate and chain annotations of a
+// keyless layer.
+func legacyCertificateOf(s legacySignature) (*legacyCertificate, error) {
+	certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(s.certificate))
+	if err != nil || len(certs) == 0 {
+		return nil, fmt.Errorf("signature certificate is not PEM: %v", err)
+	}
+	c := &legacyCertificate{VerificationContent: bundle.NewCertificate(certs[0])}
+	if s.chain != "" {
+		chain, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(s.chain))
+		if err != nil {
+			return nil, fmt.Errorf("signature chain is not PEM: %w", err)
+		}
+		for _, cert := range chain {
+			if !cert.IsCA || !bytes.Equal(cert.RawSubject, cert.RawIssuer) { // roots come from the trust root only
+				c.intermediates = append(c.intermediates, cert)
+			}
+		}
+	}
+	return c, nil
 }
 
 // rekorBundle is cosign's `dev.sigstore.cosign/bundle` annotation.
@@ -351,7 +417,7 @@ func parseRekorBundle(s string) (*tlog.Entry, error) {
 func (e *legacyEntity) HasInclusionPromise() bool { return len(e.entries) > 0 }
 func (e *legacyEntity) HasInclusionProof() bool   { return false }
 func (e *legacyEntity) VerificationContent() (sgverify.VerificationContent, error) {
-	return &legacyCertificate{VerificationContent: bundle.NewCertificate(e.cert), intermediates: e.intermediates}, nil
+	return e.verification, nil
 }
 func (e *legacyEntity) SignatureContent() (sgverify.SignatureContent, error) { return e.content, nil }
 func (e *legacyEntity) Timestamps() ([][]byte, error)                        { return e.timestamps, nil }
@@ -367,3 +433,30 @@ type legacyCertificate struct {
 }
 
 func (c *legacyCertificate) Intermediates() []*x509.Certificate { return c.intermediates }
+
+// keyContent is the verification content of a key-signed legacy layer: the
+// authority's key, which its trusted material gives for any hint.
+type keyContent struct{}
+
+func (keyContent) CompareKey(key any, tm root.TrustedMaterial) bool {
+	v, err := tm.PublicKeyVerifier("")
+	if err != nil {
+		return false
+	}
+	pub, err := v.PublicKey()
+	if err != nil {
+		return false
+	}
+	k, ok := key.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(pub)
+}
+
+func (keyContent) ValidAtTime(t time.Time, tm root.TrustedMaterial) bool {
+	v, err := tm.PublicKeyVerifier("")
+	return err == nil && v.ValidAtTime(t)
+}
+
+func (keyContent) Certificate() *x509.Certificate          { return nil }
+func (keyContent) Intermediates() []*x509.Certificate      { return nil }
+func (k keyContent) PublicKey() sgverify.PublicKeyProvider { return k }
+func (keyContent) Hint() string                            { return "" }

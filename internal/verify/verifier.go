@@ -283,10 +283,11 @@ func (a *Authority) keychain(req Request) authn.Keychain {
 	return req.Keychain
 }
 
-// checkTrustRoot: a keyless authority without a root cannot verify anything.
+// checkTrustRoot: an authority missing a trust root (keyless, ctlog or
+// rfc3161timestamp) cannot verify anything.
 func (a *Authority) checkTrustRoot() error {
-	if a.kind == "keyless" && a.keyless == nil {
-		return failure(ReasonMissingTrustRoot, "no trust root is available for keyless verification")
+	if a.missing != "" {
+		return failure(ReasonMissingTrustRoot, "no trust root is available for %s", a.missing)
 	}
 	return nil
 }

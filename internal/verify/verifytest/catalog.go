@@ -18,11 +18,12 @@ import (
 // CatalogPolicy reads a ClusterImagePolicy of the supply-chain corpus (the
 // first document of path) and points it at a test fixture: the images glob
 // at registryHost (unless it names k8s.gcr.io, what the policy is about),
-// key.data at pub, and keyless authorities at the TrustRoot trustRoot with
-// insecureIgnoreSCT (a VirtualSigstore's certificates carry no SCT),
-// without ctlog and rfc3161timestamp (public services, or a TSA Vigil does
-// not verify yet), and reading attestations as bundle referrers (the
-// VirtualSigstore legacy writer keeps one attestation per .att tag).
+// key.data at pub, keyless authorities at the TrustRoot trustRoot with
+// insecureIgnoreSCT (a VirtualSigstore's certificates carry no SCT), the
+// trustRootRef of ctlog and rfc3161timestamp, where they name one, at
+// trustRoot too (a ctlog without one takes the keyless authority's), and
+// reading attestations as bundle referrers (the VirtualSigstore legacy
+// writer keeps one attestation per .att tag).
 // Identities, predicate types and policies stay as written.
 func CatalogPolicy(t testing.TB, path, registryHost string, pub []byte, trustRoot string) *v1beta1.ClusterImagePolicy {
 	t.Helper()
@@ -41,12 +42,17 @@ func CatalogPolicy(t testing.TB, path, registryHost string, pub []byte, trustRoo
 	yes := true
 	for i := range cip.Spec.Authorities {
 		a := &cip.Spec.Authorities[i]
+		if a.CTLog != nil && a.CTLog.TrustRootRef != "" {
+			a.CTLog.TrustRootRef = trustRoot
+		}
+		if a.RFC3161Timestamp != nil && a.RFC3161Timestamp.TrustRootRef != "" {
+			a.RFC3161Timestamp.TrustRootRef = trustRoot
+		}
 		if a.Key != nil {
 			a.Key.Data = string(pub)
 		}
 		if a.Keyless != nil {
 			a.Keyless.TrustRootRef, a.Keyless.InsecureIgnoreSCT = trustRoot, &yes
-			a.CTLog, a.RFC3161Timestamp = nil, nil
 			if len(a.Attestations) > 0 {
 				a.SignatureFormat = "bundle"
 			}

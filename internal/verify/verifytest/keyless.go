@@ -67,6 +67,14 @@ func Statement(t testing.TB, d name.Digest, statementType, predicateType string,
 // opts give the registry's credentials when it needs them.
 func SignKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer string, opts ...remote.Option) {
 	t.Helper()
+	SignKeylessLegacyWith(t, vs, d, subject, issuer, Evidence{Log: vs}, opts...)
+}
+
+// SignKeylessLegacyWith is SignKeylessLegacy with the Rekor entry and the
+// timestamp that ev asks for: the entry of vs's signature, its inclusion
+// promise signed by ev.Log; the timestamp by ev.TSA.
+func SignKeylessLegacyWith(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer string, ev Evidence, opts ...remote.Option) {
+	t.Helper()
 	payload := SimpleSigningPayload(d)
 	e, err := vs.Sign(subject, issuer, payload)
 	if err != nil {
@@ -79,24 +87,13 @@ func SignKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subj
 	if err != nil {
 		t.Fatal(err)
 	}
+	ann := map[string]string{
+		annotationSignature:   base64.StdEncoding.EncodeToString(sc.Signature()),
+		annotationCertificate: string(certPEM),
+	}
 	tle := entries[0].TransparencyLogEntry()
-	rp, set := InclusionPromise(t, vs, tle)
-	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
-	img, err := mutate.Append(empty.Image, mutate.Addendum{
-		Layer: static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
-		Annotations: map[string]string{
-			annotationSignature:   base64.StdEncoding.EncodeToString(sc.Signature()),
-			annotationCertificate: string(certPEM),
-			annotationBundle:      string(rb),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
-	if err := remote.Write(tag, img, opts...); err != nil {
-		t.Fatal(err)
-	}
+	ev.annotate(t, ann, tle.CanonicalizedBody, tle.IntegratedTime, tle.LogIndex, sc.Signature())
+	WriteLegacySignature(t, d, payload, ann, opts...)
 }
 
 // InclusionPromise is the Rekor payload of a log entry and the VirtualSigstore's
@@ -201,6 +198,14 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIMani
 // certificate and the Rekor bundle in annotations.
 func AttestKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer, predicateType string, predicate any) {
 	t.Helper()
+	AttestKeylessLegacyWith(t, vs, d, subject, issuer, predicateType, predicate, Evidence{Log: vs})
+}
+
+// AttestKeylessLegacyWith is AttestKeylessLegacy with the Rekor entry and
+// the timestamp that ev asks for; cosign timestamps a .att layer's whole
+// payload, the envelope.
+func AttestKeylessLegacyWith(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, subject, issuer, predicateType string, predicate any, ev Evidence) {
+	t.Helper()
 	statement := Statement(t, d, "https://in-toto.io/Statement/v0.1", predicateType, predicate)
 	e, err := vs.Attest(subject, issuer, statement)
 	if err != nil {
@@ -217,14 +222,12 @@ func AttestKeylessLegacy(t testing.TB, vs *ca.VirtualSigstore, d name.Digest, su
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp, set := InclusionPromise(t, vs, entries[0].TransparencyLogEntry())
-	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": rp})
+	ann := map[string]string{annotationSignature: "", "predicateType": predicateType, annotationCertificate: string(certPEM)}
+	tle := entries[0].TransparencyLogEntry()
+	ev.annotate(t, ann, tle.CanonicalizedBody, tle.IntegratedTime, tle.LogIndex, envelope)
 	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
-		Layer: static.NewLayer(envelope, dsseMediaType),
-		Annotations: map[string]string{
-			annotationSignature: "", "predicateType": predicateType,
-			annotationCertificate: string(certPEM), annotationBundle: string(rb),
-		},
+		Layer:       static.NewLayer(envelope, dsseMediaType),
+		Annotations: ann,
 	})
 	if err != nil {
 		t.Fatal(err)
