@@ -116,7 +116,7 @@ func TestRefreshRecompilesThePoliciesThatNameATrustRoot(t *testing.T) {
 	keyed := func(name string, a v1beta1.Authority) *v1beta1.ClusterImagePolicy {
 		p := cip(name, 1, "")
 		p.Spec.Policy = nil
-		a.Key = &v1beta1.KeyRef{Data: string(publicKeyPEM(t))}
+		a.Key = &v1beta1.KeyRef{Data: string(verifytest.PublicKeyPEM(t))}
 		p.Spec.Authorities = []v1beta1.Authority{a}
 		return p
 	}
