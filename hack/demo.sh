@@ -2,8 +2,10 @@
 # make demo: replays the reference walkthrough ("Disallowing Non-Default
 # Capabilities", Sigstore policy-controller) with real kubectl against
 # `vigil dev`, then goes on where the walkthrough stops: a pod that is already
-# running is judged again when the policies change. A last scene signs an
-# image with the real cosign CLI, rotates the key and signs again.
+# running is judged again when the policies change. Then an image is signed
+# with the real cosign CLI, the key rotated and the image signed again; a
+# last scene attests an image with a vulnerability scan and watches the scan
+# age past the policy's limit while nothing in the cluster changes.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +31,7 @@ stop() {
 trap stop EXIT
 
 say "Starting vigil dev: etcd, kube-apiserver, controller manager, scheduler, 3 kwok nodes, Vigil in-process"
-vigil dev --kubeconfig-out "$KUBECONFIG" --metrics-bind-address "$metrics" --verification-failure-ttl=5s >"$state/dev.log" 2>&1 &
+vigil dev --kubeconfig-out "$KUBECONFIG" --metrics-bind-address "$metrics" --verification-failure-ttl=5s --clock-recheck=5s >"$state/dev.log" 2>&1 &
 dev_pid=$!
 for _ in $(seq 1 180); do
   [[ -f $KUBECONFIG ]] && break
@@ -108,27 +110,27 @@ push() { # push TAG CONTENT: an image of one layer holding CONTENT; prints its d
 }
 signed=$(push "$reg/demo/app:signed" "release 1.0"); echo "$signed"
 unsigned=$(push "$reg/demo/app:unsigned" "a local build"); echo "$unsigned"
-# sign KEY IMAGE: the real cosign CLI, offline (no transparency log, no Fulcio).
-sign() {
-  local args=(sign --yes --key "$1" --tlog-upload=false --use-signing-config=false --new-bundle-format=false --allow-http-registry "$2")
+# cosign_offline ARGS... IMAGE: the real cosign CLI, offline (no
+# transparency log, no Fulcio), on IMAGE in vigil dev's plain-HTTP registry.
+cosign_offline() {
+  local args=("${@:1:$#-1}" --yes --tlog-upload=false --use-signing-config=false --new-bundle-format=false --allow-http-registry "${@: -1}")
   printf '%s$ cosign %s%s\n' "$bold" "${args[*]}" "$reset"
   cosign "${args[@]}" 2>&1 | grep -v '^Flag --' # deprecation notices of the offline flags
 }
+sign() { cosign_offline sign --key "$1" "$2"; } # sign KEY IMAGE
 
 say "A key pair made by cosign signs the first image"
 run cosign generate-key-pair --output-key-prefix "$state/release-1"
 sign "$state/release-1.key" "$signed"
 
-# signed_policy PUB: config/samples/signatures/cip-signed.yaml with the PEM of
-# PUB in place of its placeholder line.
-signed_policy() {
-  awk -v pem="$1" '/__PUBLIC_KEY__/ { indent = substr($0, 1, index($0, "__PUBLIC_KEY__") - 1)
-    while ((getline line < pem) > 0) print indent line; next } { print }' config/samples/signatures/cip-signed.yaml
+# apply_keyed_policy FILE PUB: applies FILE with the PEM of PUB in place of
+# its placeholder line.
+apply_keyed_policy() {
+  printf '%s$ kubectl apply -f %s  # with %s in place of __PUBLIC_KEY__%s\n' "$bold" "$1" "$(basename "$2")" "$reset"
+  awk -v pem="$2" '/__PUBLIC_KEY__/ { indent = substr($0, 1, index($0, "__PUBLIC_KEY__") - 1)
+    while ((getline line < pem) > 0) print indent line; close(pem); next } { print }' "$1" | kubectl apply -f - 2>&1
 }
-apply_signed_policy() {
-  printf '%s$ kubectl apply -f config/samples/signatures/cip-signed.yaml  # with %s in place of __PUBLIC_KEY__%s\n' "$bold" "$(basename "$1")" "$reset"
-  signed_policy "$1" | kubectl apply -f - 2>&1
-}
+apply_signed_policy() { apply_keyed_policy config/samples/signatures/cip-signed.yaml "$1"; } # apply_signed_policy PUB
 
 say "The policy: images under demo/ must be signed by that key (the capability policies go)"
 run kubectl delete cip allow-all non-default-capabilities-cue
@@ -158,5 +160,33 @@ run kubectl get policyreports
 run kubectl get events --field-selector reason=PolicyCompliant,involvedObject.name=signed
 printf '%s$ curl -s http://%s/metrics | grep ^vigil_verifications_total%s\n' "$bold" "$metrics" "$reset"
 fetch "http://$metrics/metrics" | grep '^vigil_verifications_total'
+
+say "Attestations and time: cosign attests a new image with a vulnerability scan finished now"
+scanned=$(push "$reg/demo-scan/app:1" "a scanned build"); echo "$scanned"
+scan_epoch=$(date -u +%s)
+finished=$(date -u -d "@$scan_epoch" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r "$scan_epoch" +%Y-%m-%dT%H:%M:%SZ)
+# What `trivy --format cosign-vuln` writes, without findings.
+printf '{"scanner":{"uri":"pkg:github/aquasecurity/trivy@v0.50.0","version":"0.50.0","result":{"Results":[]}},"metadata":{"scanStartedOn":"%s","scanFinishedOn":"%s"}}\n' \
+  "$finished" "$finished" >"$state/scan.json"
+run cat "$state/scan.json"
+cosign_offline attest --key "$state/release-2.key" --type vuln --predicate "$state/scan.json" "$scanned"
+
+say "The policy: images under demo-scan/ need a scan signed by that key, at most 15 seconds old (the catalog's allows 15 days)"
+apply_keyed_policy config/samples/attestations/cip-scan-age.yaml "$state/release-2.pub"
+wait_for test "$(kubectl get cip scan-age -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True
+run kubectl run scanned --image "$scanned"
+wait_for test "$(report_of scanned '{.summary.pass}')" = 1
+run kubectl get policyreports
+
+say "Nothing in the cluster changes; once the scan is 15 seconds old the report turns fail"
+wait_for test "$(report_of scanned '{.summary.fail}')" = 1
+echo "(the report turned fail $(($(date -u +%s) - scan_epoch))s after the scan finished)"
+run kubectl get policyreports
+printf '%s$ kubectl get policyreport <uid of pod scanned> -o jsonpath=...%s\n' "$bold" "$reset"
+report_of scanned '{range .results[*]}{.policy}{": "}{.result}{" - "}{.message}{"\n"}{end}'
+run kubectl get events --field-selector reason=PolicyViolation,involvedObject.name=scanned
+pattern='^vigil_(drift_total\{policy="scan-age"|evaluations_total\{.*trigger="time")'
+printf "%s\$ curl -s http://%s/metrics | grep -E '%s'%s\n" "$bold" "$metrics" "$pattern" "$reset"
+fetch "http://$metrics/metrics" | grep -E "$pattern"
 
 say "Stopping vigil dev"
