@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -40,9 +41,11 @@ const (
 // policy and the running pod's report turns fail within seconds, with a
 // PolicyViolation event and drift; the signature of another pod's image is
 // deleted and its report turns fail once the pass TTL is over; a registry
-// is stopped and the results of its images turn error, never pass. Then a
-// table of cases is judged at admission, in reports and by `vigil test`,
-// which must agree.
+// is stopped and the results of its images turn error, never pass. Then
+// every signature case of the issue (key and keyless, pass and fail, pull
+// secrets, registry errors, a missing trust root, KMS) is judged at
+// admission, in reports and by `vigil test`, which must agree
+// (signatures_agreement_test.go).
 func TestSignatures(t *testing.T) {
 	testenv.EndToEnd(t)
 	tools := newSigningTools(t)
@@ -173,98 +176,6 @@ func TestSignatures(t *testing.T) {
 	})
 }
 
-// testSignatureAgreement judges each case three ways: the report of a pod
-// that runs the image (admitted under a permissive policy that is then
-// replaced by the signature policy), a pod create through the webhook, and
-// `bin/vigil test` on the same policy and pod; the three must agree.
-func testSignatureAgreement(t *testing.T, d *devEnv, tools *signingTools, reg, key1 string, pub1, pub2 []byte) {
-	const ns, permissive = "sig-agree", "sig-agree-permissive"
-	d.namespace(t, ns, true)
-	// Each case has a repository of its own, which only its policy covers.
-	signed := tools.push(t, reg+"/sig-agree/key-pass:1", "agree")
-	tools.cosign.Sign(t, key1, signed, false)
-	wrongKey := tools.push(t, reg+"/sig-agree/wrong-key:1", "agree")
-	tools.cosign.Sign(t, key1, wrongKey, false)
-	unsigned := tools.push(t, reg+"/sig-agree/unsigned:1", "agree")
-	// Nothing listens there: its registry is down.
-	downImage := fmt.Sprintf("127.0.0.1:%d/sig-agree/registry-down@sha256:%s", freePort(t), strings.Repeat("ab", 32))
-
-	cases := []struct {
-		name, image string
-		pub         []byte
-		want        reportsv1alpha2.Result
-		message     string // in the report, the denial and vigil test's result
-	}{
-		{"key-pass", signed.String(), pub1, reportsv1alpha2.ResultPass, ""},
-		{"unsigned", unsigned.String(), pub1, reportsv1alpha2.ResultFail, "no signatures found"},
-		{"wrong-key", wrongKey.String(), pub2, reportsv1alpha2.ResultFail, "no matching signatures"},
-		{"registry-down", downImage, pub1, reportsv1alpha2.ResultError, "connection refused"},
-	}
-	d.deleteCIPsAtCleanup(t, permissive)
-	d.apply(t, fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
-kind: ClusterImagePolicy
-metadata:
-  name: %s
-spec:
-  images: [glob: '127.0.0.1:*/sig-agree/**']
-  authorities: [static: {action: pass}]
-`, permissive))
-	uids := map[string]string{}
-	for _, tc := range cases {
-		waitFor(t, waitTimeout, "pod "+tc.name+" to be admitted under the permissive policy", func() (bool, string) {
-			r := d.run(t, podManifest(ns, tc.name, tc.image), "apply", "-f", "-")
-			return r.Code == 0, r.String()
-		})
-		uids[tc.name] = podUID(t, d, ns, tc.name)
-	}
-	dir := flagSafeTempDir(t)
-	for _, tc := range cases {
-		// One policy per case, each covering only its pod's image.
-		policy := "sig-agree-" + tc.name
-		d.deleteCIPsAtCleanup(t, policy)
-		repo, _, _ := strings.Cut(tc.image, "@")
-		manifest := keyPolicy(policy, repo+"**", tc.pub)
-		if err := os.WriteFile(filepath.Join(dir, policy+".yaml"), []byte(manifest), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		d.apply(t, manifest)
-	}
-	d.MustKubectl(t, "delete", "cip", permissive)
-
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			policy := "sig-agree-" + tc.name
-			rep := waitReport(t, d, ns, uids[tc.name], "the report to have only "+policy, func(rep *reportsv1alpha2.PolicyReport) bool {
-				return len(rep.Results) == 1 && rep.Results[0].Policy == policy
-			})
-			reported := rep.Results[0]
-
-			admitted := d.run(t, podManifest(ns, tc.name+"-again", tc.image), "apply", "-f", "-")
-			podFile := filepath.Join(dir, tc.name+"-pod.yaml")
-			if err := os.WriteFile(podFile, []byte(podManifest(ns, tc.name, tc.image)), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			offline := vigilTest(t, filepath.Join(dir, policy+".yaml"), podFile)
-
-			t.Logf("report: %s %q; admission: exit %d %s; vigil test: %s %q", reported.Result, reported.Description,
-				admitted.Code, strings.TrimSpace(admitted.Stderr), offline.Result, offline.Message)
-			if reported.Result != tc.want || offline.Result != string(tc.want) {
-				t.Errorf("report %s, vigil test %s; want %s for both", reported.Result, offline.Result, tc.want)
-			}
-			if (admitted.Code == 0) != (tc.want == reportsv1alpha2.ResultPass) {
-				t.Errorf("admission exit %d, want it admitted only for a pass: %s", admitted.Code, admitted)
-			}
-			if tc.message != "" {
-				for where, msg := range map[string]string{"report": reported.Description, "admission": admitted.Stderr, "vigil test": offline.Message} {
-					if !strings.Contains(msg, tc.message) || !strings.Contains(msg, tc.image) {
-						t.Errorf("%s message %q: want %q and the image", where, msg, tc.message)
-					}
-				}
-			}
-		})
-	}
-}
-
 // runPassingPod creates pod ns/name running image (retrying while the
 // webhook has not seen policy yet), waits until its report passes policy and
 // returns its UID.
@@ -286,21 +197,28 @@ type vigilResult struct {
 	Policy, Result, Message string
 }
 
-// vigilTest runs `bin/vigil test` on one policy and one pod and returns its
-// only result.
-func vigilTest(t testing.TB, policyFile, podFile string) vigilResult {
+// vigilTest runs `bin/vigil test -o json` with args, in the test's
+// environment plus env, and returns its only result and its exit code: 0
+// or 1, since 2 (bad input) or anything else fails the test.
+func vigilTest(t testing.TB, env []string, args ...string) (vigilResult, int) {
 	t.Helper()
-	cmd := exec.Command(vigilBin(t), "test", "--policy", policyFile, "--resource", podFile, "-o", "json")
+	cmd := exec.Command(vigilBin(t), append([]string{"test", "-o", "json"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil && cmd.ProcessState.ExitCode() != 1 {
-		t.Fatalf("vigil test: %v\n%s%s", err, stdout.String(), stderr.String())
+	code := 0
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("vigil test %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		}
+		code = 1
 	}
 	var out struct{ Results []vigilResult }
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || len(out.Results) != 1 {
 		t.Fatalf("vigil test -o json: %v, want one result:\n%s%s", err, stdout.String(), stderr.String())
 	}
-	return out.Results[0]
+	return out.Results[0], code
 }
 
 // signingTools are the real crane and cosign CLIs of bin/.

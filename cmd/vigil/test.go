@@ -64,10 +64,11 @@ keyless ones, and ctlog and rfc3161timestamp (a log entry or a timestamp
 that every signature must carry, verified offline), trust the TrustRoots
 given by --trust-root (named by trustRootRef) or, without a trustRootRef,
 the keyless authority's TrustRoot or else the public-good Sigstore root,
-fetched from its TUF mirror on first use. A
-verification that cannot be done (registry unreachable, access denied, no
-trust root) is an error result, never a pass. key.secretRef cannot be read offline: such a policy
-is bad input.
+fetched from its TUF mirror on first use. A verification that cannot be
+done (registry unreachable, access denied, rate limited, a trustRootRef
+that no --trust-root file defines) is an error result, never a pass, as it
+is at admission and in the PolicyReports. key.secretRef cannot be read
+offline: such a policy is bad input.
 
 Only regular files are read (a symlink to one is followed), each at most
 16 MiB; a file with no document (empty, or only comments) is bad input. A
@@ -254,6 +255,7 @@ func loadPolicies(compiler policy.Compiler, paths []string) (*policy.Set, error)
 		return nil, err
 	}
 	var compiled []*policy.CompiledPolicy
+	var broken []*policy.BrokenPolicy
 	seen := map[string]document{}
 	for _, d := range docs {
 		cip, err := decodePolicy(d)
@@ -265,12 +267,28 @@ func loadPolicies(compiler policy.Compiler, paths []string) (*policy.Set, error)
 		}
 		seen[cip.Name] = d
 		p, err := compiler.Compile(cip)
-		if err != nil {
+		switch {
+		case err == nil:
+			compiled = append(compiled, p)
+		case missingTrustRoot(err):
+			// As in a cluster without that TrustRoot, where the webhook
+			// denies and the report says error: the policy is kept, not
+			// ready, and its results are error.
+			broken = append(broken, policy.NewBrokenPolicy(cip, err))
+		default:
 			return nil, d.errorf("ClusterImagePolicy %q is invalid: %v", cip.Name, err)
 		}
-		compiled = append(compiled, p)
 	}
-	return policy.NewSet(compiled, nil), nil
+	return policy.NewSet(compiled, broken), nil
+}
+
+// missingTrustRoot: err is a keyless.trustRootRef that names no TrustRoot of
+// the --trust-root files. (A key.secretRef, which cannot be read offline at
+// all, stays bad input.)
+func missingTrustRoot(err error) bool {
+	var invalid *policy.InvalidPolicyError
+	return errors.As(err, &invalid) && invalid.Reason == policy.ReasonReferenceUnavailable &&
+		strings.HasSuffix(invalid.Field, ".keyless.trustRootRef")
 }
 
 // testCompiler compiles policies for vigil test: bodies in the evaluation

@@ -125,11 +125,9 @@ func TestVigilTestSignatures(t *testing.T) {
 			t.Fatalf("exit %d\n%s", code, out)
 		}
 	})
-	t.Run("a trustRootRef without its file is bad input naming it", func(t *testing.T) {
-		_, code, err := runVigil(t, "test", "--policy", keylessPolicy, "--resource", writeFile(t, dir, "keyless2.yaml", podWith(keyless)))
-		if code != exitBadInput || err == nil || !strings.Contains(err.Error(), `trustroot "ci-root" is not among the --trust-root files`) {
-			t.Fatalf("exit %d: %v", code, err)
-		}
+	t.Run("a trustRootRef without its file is an error result naming it, as in a cluster without that TrustRoot", func(t *testing.T) {
+		checkOneResult(t, []string{"--policy", keylessPolicy, "--resource", writeFile(t, dir, "keyless2.yaml", podWith(keyless))}, exitDenied, "error",
+			`policy is not ready: spec.authorities[0].keyless.trustRootRef: trustroot "ci-root" is not among the --trust-root files`)
 	})
 	t.Run("a secretRef cannot be read offline", func(t *testing.T) {
 		p := writeFile(t, dir, "secret.yaml", signaturePolicyYAML(t, "from-secret", v1beta1.Authority{
