@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -11,7 +8,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -152,14 +148,7 @@ func TestVigilTestSignatures(t *testing.T) {
 func TestVigilTestSignatureEvidence(t *testing.T) {
 	reg := verifytest.NewRegistry(t)
 	vs := verifytest.NewVirtualSigstore(t)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := cryptoutils.MarshalPublicKeyToPEM(key.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, pub := verifytest.KeyPair(t)
 	logged := reg.PushImage(t, "app/logged")
 	verifytest.SignKeyLegacy(t, key, logged, verifytest.Evidence{Log: vs})
 	unlogged := reg.PushImage(t, "app/unlogged")

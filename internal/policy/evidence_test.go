@@ -1,16 +1,12 @@
 package policy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/verify"
@@ -25,14 +21,7 @@ import (
 func TestDecideSignaturesEvidence(t *testing.T) {
 	reg := verifytest.NewRegistry(t)
 	vs, other := verifytest.NewVirtualSigstore(t), verifytest.NewVirtualSigstore(t)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := cryptoutils.MarshalPublicKeyToPEM(key.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, pub := verifytest.KeyPair(t)
 	push := func(repo string, sign func(name.Digest)) name.Digest {
 		d := reg.PushImage(t, repo)
 		sign(d)

@@ -9,7 +9,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/pem"
 	"io"
 	"log"
 	"net/http"
@@ -213,13 +212,17 @@ func SigstoreKeysOf(t testing.TB, name string, vs *ca.VirtualSigstore) *v1alpha1
 // whose signatures the test does not need.
 func PublicKeyPEM(t testing.TB) []byte {
 	t.Helper()
+	_, pub := KeyPair(t)
+	return pub
+}
+
+// KeyPair generates an ECDSA P-256 key and returns it with its public
+// key's PEM.
+func KeyPair(t testing.TB) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	return k, publicKeyPEM(t, k)
 }
