@@ -15,7 +15,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/policy"
@@ -68,7 +67,7 @@ func serveWithin(t testing.TB, v *WorkloadValidator, pod *corev1.Pod) (*admissio
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	start := time.Now()
-	(&admission.Webhook{Handler: v}).ServeHTTP(rec, req)
+	Serve(v).ServeHTTP(rec, req)
 	took := time.Since(start)
 	if ctx.Err() != nil {
 		t.Errorf("the review of %d bytes was answered after its deadline of %s", len(body), attackWall)

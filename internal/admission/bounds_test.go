@@ -20,7 +20,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
@@ -36,14 +35,16 @@ func heapInUse() uint64 {
 }
 
 // TestHugeKindsKeepNoMemory posts 200 AdmissionReviews whose request.kind.kind
-// is 1 MiB each, and as many with an invented operation, to controller-runtime's
-// webhook handler over HTTP. They count under the label "other", so the heap
+// is 1 MiB each, and as many with an invented operation, to the webhook's
+// handler (Serve) over HTTP. The first are denied (the request names a kind
+// Vigil does not judge), the others allowed (an operation that is neither
+// CREATE nor UPDATE is not judged). They count under the label "other", so the heap
 // after a collection stays where a baseline of ordinary requests left it:
 // before labels were bounded, each request kept its kind in a new series
 // (+208 MiB after 200 requests).
 func TestHugeKindsKeepNoMemory(t *testing.T) {
 	v := &WorkloadValidator{Policies: seedStore(t, "cip.yaml"), NoMatch: fixedNoMatch(policy.NoMatchDeny)}
-	srv := httptest.NewServer(&webhook.Admission{Handler: v})
+	srv := httptest.NewServer(Serve(v))
 	t.Cleanup(srv.Close)
 	pod := sample(t, "pod-fixed.yaml")
 	post := func(kind string, op admissionv1.Operation) {
@@ -64,7 +65,7 @@ func TestHugeKindsKeepNoMemory(t *testing.T) {
 		post("Pod", admissionv1.Create)
 	}
 	series := testutil.CollectAndCount(metrics.AdmissionRequests) + testutil.CollectAndCount(metrics.AdmissionDuration)
-	others := testutil.ToFloat64(metrics.AdmissionRequests.WithLabelValues(metrics.Other, string(admissionv1.Create), metrics.DecisionAllowed))
+	others := testutil.ToFloat64(metrics.AdmissionRequests.WithLabelValues(metrics.Other, string(admissionv1.Create), metrics.DecisionDenied))
 	base := heapInUse()
 
 	for i := range requests {
@@ -81,7 +82,7 @@ func TestHugeKindsKeepNoMemory(t *testing.T) {
 	if got := testutil.CollectAndCount(metrics.AdmissionRequests) + testutil.CollectAndCount(metrics.AdmissionDuration); got > series+3 {
 		t.Errorf("%d admission series after the hostile requests, %d before: kinds or operations became labels", got, series)
 	}
-	if got := testutil.ToFloat64(metrics.AdmissionRequests.WithLabelValues(metrics.Other, string(admissionv1.Create), metrics.DecisionAllowed)); got-others != requests {
+	if got := testutil.ToFloat64(metrics.AdmissionRequests.WithLabelValues(metrics.Other, string(admissionv1.Create), metrics.DecisionDenied)); got-others != requests {
 		t.Errorf("kind=other counted %v requests, want %d", got-others, requests)
 	}
 	// 400 MiB of labels went through; a generous 32 MiB bound keeps the
@@ -183,7 +184,7 @@ func BenchmarkContainerBound(b *testing.B) {
 	for _, n := range []int{MaxContainers + 1, 40000} {
 		b.Run(fmt.Sprintf("containers=%d", n), func(b *testing.B) {
 			v := &WorkloadValidator{Policies: storeOf(b, sample(b, "cip.yaml")), NoMatch: fixedNoMatch(policy.NoMatchDeny)}
-			wh := &webhook.Admission{Handler: v}
+			wh := Serve(v)
 			p := corev1.Pod{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 				ObjectMeta: metav1.ObjectMeta{Name: "many", Namespace: "default"},

@@ -216,11 +216,11 @@ func review(kind metav1.GroupVersionKind, op admissionv1.Operation, obj []byte) 
 	return b
 }
 
-// serve posts body to the real controller-runtime webhook handler and returns
+// serve posts body to the webhook's HTTP handler (Serve) and returns
 // the AdmissionReview response.
 func serve(t *testing.T, v *WorkloadValidator, body []byte) (*admissionv1.AdmissionResponse, time.Duration) {
 	t.Helper()
-	wh := &admission.Webhook{Handler: v}
+	wh := Serve(v)
 	req := httptest.NewRequest(http.MethodPost, WorkloadPath, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
@@ -266,6 +266,8 @@ func TestWebhookHTTPBadReviews(t *testing.T) {
 		{"request without object", vs.permissive, review(podKind, admissionv1.Create, nil), false, http.StatusBadRequest, "Pod"},
 		{"object of the wrong type", vs.permissive, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","object":"a string"}}`), false, http.StatusBadRequest, ""},
 		{"uid of the wrong type", vs.permissive, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":7,"operation":"CREATE"}}`), false, http.StatusBadRequest, ""},
+		{"not an AdmissionReview", vs.permissive, bytes.Replace(valid, []byte(`"kind":"AdmissionReview"`), []byte(`"kind":"Pod"`), 1), false, http.StatusBadRequest, `kind "Pod"`},
+		{"object of another kind than the request", vs.permissive, review(podKind, admissionv1.Create, []byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"}}`)), false, http.StatusBadRequest, "the object is apps/v1 Deployment, where the request names v1 Pod"},
 		{"unsupported kind", vs.permissive, review(metav1.GroupVersionKind{Version: "v1", Kind: "Service"}, admissionv1.Create, []byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}`)), false, http.StatusBadRequest, "unsupported kind"},
 		{"valid", vs.walkthrough, valid, true, 0, ""},
 	}

@@ -90,7 +90,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	ctrladmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/admission"
@@ -1173,9 +1172,9 @@ func TestWebhookLoadServerDecides(t *testing.T) {
 }
 
 // BenchmarkWebhookHandler is the server side of one request of the mix,
-// without network or TLS: controller-runtime's admission.Webhook (the
-// handler the webhook server wraps) with the WorkloadValidator and the seed
-// policy, for profiles of the handler path.
+// without network or TLS: admission.Serve (the handler the webhook server
+// wraps) with the WorkloadValidator and the seed policy, for profiles of
+// the handler path.
 func BenchmarkWebhookHandler(b *testing.B) {
 	b.Run("static", func(b *testing.B) { benchmarkHandler(b, nil) })
 	// Issue 15: the seed policy with a key authority over signed images,
@@ -1203,7 +1202,7 @@ func benchmarkHandler(b *testing.B, signed *signedMix) {
 		b.Fatal(err)
 	}
 	validator.Policies.MarkSynced()
-	wh := &ctrladmission.Webhook{Handler: validator}
+	wh := admission.Serve(validator)
 	e.reviews = buildReviews(b, images)
 	bodies := make([][]byte, len(e.reviews))
 	for i := range bodies {

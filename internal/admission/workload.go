@@ -15,6 +15,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/vigil-dev/vigil/internal/metrics"
@@ -90,7 +91,8 @@ func (v *WorkloadValidator) handle(ctx context.Context, req admission.Request) a
 	if err := shape.checkContainers(); err != nil {
 		return badRequest(fmt.Errorf("%s %s: %w", req.Kind.Kind, objectName(req), err))
 	}
-	obj, err := policy.DecodeObject(req.Object.Raw)
+	gv := schema.GroupVersion{Group: req.Kind.Group, Version: req.Kind.Version}
+	obj, err := policy.DecodeAdmittedObject(req.Object.Raw, gv.String(), req.Kind.Kind)
 	if err != nil {
 		return badRequest(fmt.Errorf("%s %s: %w", req.Kind.Kind, objectName(req), err))
 	}

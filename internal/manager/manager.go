@@ -354,18 +354,15 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("add certificate rotator: %w", err)
 	}
-	m.Webhook.Register(admission.WorkloadPath, &webhook.Admission{
-		Handler: &admission.WorkloadValidator{Policies: m.Policies, NoMatch: m.Settings, PolicyTimeout: opts.PolicyTimeout,
-			Verifier: m.Verifier, Keychains: m.Keychains},
-	})
+	m.Webhook.Register(admission.WorkloadPath, admission.Serve(&admission.WorkloadValidator{
+		Policies: m.Policies, NoMatch: m.Settings, PolicyTimeout: opts.PolicyTimeout,
+		Verifier: m.Verifier, Keychains: m.Keychains,
+	}))
 	if opts.Verification.PinDigests {
-		m.Webhook.Register(admission.PinPath, &webhook.Admission{
-			Handler: &admission.DigestPinner{Policies: m.Policies, Resolver: m.Verifier, Keychains: m.Keychains},
-		})
+		m.Webhook.Register(admission.PinPath, admission.Serve(
+			&admission.DigestPinner{Policies: m.Policies, Resolver: m.Verifier, Keychains: m.Keychains}))
 	}
-	m.Webhook.Register(admission.PolicyPath, &webhook.Admission{
-		Handler: &admission.PolicyValidator{Compiler: m.validating},
-	})
+	m.Webhook.Register(admission.PolicyPath, admission.Serve(&admission.PolicyValidator{Compiler: m.validating}))
 	if opts.CopyCertFromSecret {
 		if err := mgr.Add(&secretFiles{
 			reader: mgr.GetAPIReader(),
