@@ -31,7 +31,9 @@ func recheckAfter(recheckAt, now time.Time) time.Duration {
 
 // verification is what the decision of a running pod needs to verify
 // signatures: the digests that run, the pod's credentials (read only if a
-// registry is asked), the background lane.
+// registry is asked), the background lane, and refresh: the pod is judged
+// again at its passes' refresh time (Decision.RecheckAt), and the first pod
+// of a digest judged then verifies it again before the pass expires.
 func (r *PodReconciler) verification(ctx context.Context, pod *corev1.Pod) policy.Verification {
 	if r.Verifier == nil {
 		return policy.Verification{}
@@ -41,6 +43,7 @@ func (r *PodReconciler) verification(ctx context.Context, pod *corev1.Pod) polic
 		Keychain:          r.Keychains.Pod(ctx, pod),
 		SignatureKeychain: r.Keychains.Signatures(ctx, pod.Namespace),
 		Lane:              verify.LaneBackground,
+		Refresh:           true,
 		Digests:           runningDigests(pod),
 	}
 }

@@ -282,13 +282,13 @@ func loadPolicies(compiler policy.Compiler, paths []string) (*policy.Set, error)
 	return policy.NewSet(compiled, broken), nil
 }
 
-// missingTrustRoot: err is a keyless.trustRootRef that names no TrustRoot of
-// the --trust-root files. (A key.secretRef, which cannot be read offline at
-// all, stays bad input.)
+// missingTrustRoot: err is a trustRootRef (of keyless, ctlog or
+// rfc3161timestamp) that names no TrustRoot of the --trust-root files. (A
+// key.secretRef, which cannot be read offline at all, stays bad input.)
 func missingTrustRoot(err error) bool {
 	var invalid *policy.InvalidPolicyError
 	return errors.As(err, &invalid) && invalid.Reason == policy.ReasonReferenceUnavailable &&
-		strings.HasSuffix(invalid.Field, ".keyless.trustRootRef")
+		strings.HasSuffix(invalid.Field, ".trustRootRef")
 }
 
 // testCompiler compiles policies for vigil test: bodies in the evaluation

@@ -183,10 +183,16 @@ func TestVigilTestSignatureEvidence(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkOneResult(t, tc.args, tc.code, tc.result, tc.message) })
 	}
-	t.Run("a ctlog.trustRootRef without its file is bad input naming it", func(t *testing.T) {
-		_, code, err := runVigil(t, "test", "--policy", logPolicy, "--resource", writeFile(t, dir, "logged3.yaml", podWith(logged)))
-		if code != exitBadInput || err == nil || !strings.Contains(err.Error(), `spec.authorities[0].ctlog.trustRootRef: trustroot "ci-root" is not among the --trust-root files`) {
-			t.Fatalf("exit %d: %v", code, err)
-		}
+	// As in a cluster without that TrustRoot, where the webhook denies and
+	// the report says error: the policy is not ready, its results error.
+	t.Run("a ctlog.trustRootRef without its file is an error result naming it", func(t *testing.T) {
+		checkOneResult(t, []string{"--policy", logPolicy, "--resource", writeFile(t, dir, "logged3.yaml", podWith(logged))}, exitDenied, "error",
+			`policy is not ready: spec.authorities[0].ctlog.trustRootRef: trustroot "ci-root" is not among the --trust-root files`)
+	})
+	t.Run("an rfc3161timestamp.trustRootRef without its file is an error result naming it", func(t *testing.T) {
+		p := writeFile(t, dir, "tsa-only.yaml", signaturePolicyYAML(t, "timestamped-key", v1beta1.Authority{
+			Key: &v1beta1.KeyRef{Data: string(pub)}, RFC3161Timestamp: &v1beta1.RFC3161Timestamp{TrustRootRef: "tsa-root"}}))
+		checkOneResult(t, []string{"--policy", p, "--trust-root", trustRoot, "--resource", writeFile(t, dir, "logged4.yaml", podWith(logged))}, exitDenied, "error",
+			`policy is not ready: spec.authorities[0].rfc3161timestamp.trustRootRef: trustroot "tsa-root" is not among the --trust-root files`)
 	})
 }

@@ -125,7 +125,7 @@ func (s *signatureAuthority) checkAttestations(b *budget, vf *Verification, a *v
 	// within the request's, since the verifier caches what it finds.
 	ctx, cancel := b.evalContext()
 	defer cancel()
-	out := signatureOutcome{expires: ev.ExpiresAt}
+	out := signatureOutcome{expires: passRecheck(ev.RefreshAt, ev.ExpiresAt)}
 	matches := make(map[string]any, len(s.attestations))
 	for _, ap := range s.attestations {
 		out.timeDependent = out.timeDependent || (ap.eval != nil && ap.eval.timeDependent())

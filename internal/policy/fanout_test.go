@@ -28,6 +28,7 @@ type fanOut struct {
 	pods     []*Object
 	digests  []map[string]string // per pod, spec.containers[0].image → digest
 	verified atomic.Int64        // verifications that reached the registry
+	refresh  bool                // judge as the verify path does (Verification.Refresh)
 }
 
 // fanOut is the verifier's Observer: it counts the verifications.
@@ -104,7 +105,7 @@ func (f *fanOut) judge(set *Set, v *verify.Verifier, workers int, withDigests bo
 				if i >= len(f.pods) {
 					return
 				}
-				vf := Verification{Verifier: v, Keychain: verifytest.Keychain{}, Lane: verify.LaneBackground}
+				vf := Verification{Verifier: v, Keychain: verifytest.Keychain{}, Lane: verify.LaneBackground, Refresh: f.refresh}
 				if withDigests {
 					vf.Digests = f.digests[i]
 				}
@@ -187,6 +188,58 @@ func TestPolicyChangeFanOut(t *testing.T) {
 		if c.got.verifications != c.verifications || c.got.requests != c.requests {
 			t.Errorf("%s: %d verifications and %d registry requests for %d pods of %d images, want %d and %d (%d per verification)",
 				c.name, c.got.verifications, c.got.requests, len(f.pods), images, c.verifications, c.requests, perVerification)
+		}
+	}
+}
+
+// TestRefreshFanOut: the verify path judges a running pod again at its
+// pass's refresh time, before the pass expires, and the first pod of each
+// digest judged then verifies it again; the other pods of the digest find
+// the renewed pass. So a refresh round over 1,000 pods of 10 images costs 10
+// verifications, and the webhook never meets an expired pass of an image
+// that runs.
+func TestRefreshFanOut(t *testing.T) {
+	const images, replicas = 10, 100
+	f := newFanOut(t, images, replicas)
+	f.refresh = true
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	v := verify.New(verify.Options{GlobalQPS: 1e9, GlobalBurst: 1 << 30, RegistryQPS: 1e9, RegistryBurst: 1 << 30,
+		Observer: f, Now: clock, PassTTL: time.Hour})
+	set := f.policy(t, 1, "", firstIdentity)
+	recheckAt := func() time.Time {
+		t.Helper()
+		vf := Verification{Verifier: v, Keychain: verifytest.Keychain{}, Lane: verify.LaneBackground, Refresh: true, Digests: f.digests[0]}
+		d := set.Decide(context.Background(), f.pods[0], Options{Verification: vf, Now: clock})
+		if !d.Allowed {
+			t.Fatalf("denied: %s", d.DenyMessage)
+		}
+		return d.RecheckAt
+	}
+	for _, step := range []struct {
+		name          string
+		advance       time.Duration
+		refresh       bool
+		verifications int64
+		recheckIn     time.Duration // RecheckAt, from the clock after the step
+	}{
+		{"first judgement", 0, true, images, 54 * time.Minute},
+		{"before the refresh window", 53 * time.Minute, true, 0, time.Minute},
+		{"the webhook inside the window", 2 * time.Minute, false, 0, 0},
+		{"the verify path inside the window", 0, true, images, 54 * time.Minute},
+		{"again at once", 0, true, 0, 54 * time.Minute},
+	} {
+		now = now.Add(step.advance)
+		f.refresh = step.refresh
+		got := f.judge(set, v, 4, true)
+		if got.denied != 0 || got.verifications != step.verifications {
+			t.Errorf("%s: %d verifications, %d of %d pods denied; want %d verifications, none denied",
+				step.name, got.verifications, got.denied, len(f.pods), step.verifications)
+		}
+		if step.recheckIn > 0 {
+			if at := recheckAt(); !at.Equal(now.Add(step.recheckIn)) {
+				t.Errorf("%s: RecheckAt %s after the clock, want %s", step.name, at.Sub(now), step.recheckIn)
+			}
 		}
 	}
 }

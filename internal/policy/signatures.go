@@ -289,7 +289,17 @@ func (s *signatureAuthority) check(b *budget, vf *Verification, ref string) sign
 	sort.Slice(sigs, func(i, j int) bool {
 		return sigs[i].(map[string]any)["id"].(string) < sigs[j].(map[string]any)["id"].(string)
 	})
-	return signatureOutcome{match: map[string]any{"signatures": sigs}, expires: ev.ExpiresAt}
+	return signatureOutcome{match: map[string]any{"signatures": sigs}, expires: passRecheck(ev.RefreshAt, ev.ExpiresAt)}
+}
+
+// passRecheck is when a pass may answer otherwise: its refresh time, from
+// which the verify path (Verification.Refresh) verifies it again before it
+// expires, else its expiry.
+func passRecheck(refresh, expires time.Time) time.Time {
+	if !refresh.IsZero() && refresh.Before(expires) {
+		return refresh
+	}
+	return expires
 }
 
 // authorityOutcome is what the authorities of a policy say of one image:

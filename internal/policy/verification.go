@@ -38,8 +38,9 @@ type Verification struct {
 	// Lane is LaneAdmission for the webhook and LaneBackground for the
 	// verify path.
 	Lane verify.Lane
-	// Refresh verifies again even when a verdict is cached (background
-	// re-verification before a pass expires).
+	// Refresh verifies a cached pass again once it is inside its refresh
+	// window (verify.Request.Refresh): the verify path sets it, so that a
+	// running pod is verified again before its pass expires.
 	Refresh bool
 	// Digests gives the digest that runs for an image, keyed by the image's
 	// path as messages name it (spec.containers[0].image): the verify path

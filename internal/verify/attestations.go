@@ -71,19 +71,20 @@ type AttestationEvidence struct {
 	// it), the verified statements of that type.
 	ByType     map[string][]Attestation
 	VerifiedAt time.Time
+	RefreshAt  time.Time // as Evidence.RefreshAt
 	ExpiresAt  time.Time // the pass stands until then
 	Cached     bool      // answered from the cache
 }
 
-func (e *AttestationEvidence) stamped(now, expires time.Time) *AttestationEvidence {
+func (e *AttestationEvidence) stamped(now, refresh, expires time.Time) *AttestationEvidence {
 	c := *e
-	c.VerifiedAt, c.ExpiresAt = now, expires
+	c.VerifiedAt, c.RefreshAt, c.ExpiresAt = now, refresh, expires
 	return &c
 }
 
-func (e *AttestationEvidence) asCached() *AttestationEvidence {
+func (e *AttestationEvidence) asCached(refresh time.Time) *AttestationEvidence {
 	c := *e
-	c.Cached = true
+	c.Cached, c.RefreshAt = true, refresh
 	return &c
 }
 

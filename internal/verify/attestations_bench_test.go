@@ -43,7 +43,8 @@ func BenchmarkVerifyAttestations(b *testing.B) {
 		v := New(benchOptions)
 		ctx := context.Background()
 		b.Run(c.name+"/cold", func(b *testing.B) {
-			req := Request{Image: c.image.String(), Keychain: staticKeychain{}, Refresh: true}
+			v := New(coldOptions)
+			req := Request{Image: c.image.String(), Keychain: staticKeychain{}}
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := v.VerifyAttestations(ctx, a, req, c.typ); err != nil {

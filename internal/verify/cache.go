@@ -11,10 +11,12 @@ import (
 // AttestationEvidence (verified statements, which may be megabytes).
 type verdict[T any] interface {
 	comparable
-	// stamped is a copy valid from now until expires.
-	stamped(now, expires time.Time) T
-	// asCached is a copy marked as answered from the cache.
-	asCached() T
+	// stamped is a copy verified now, to be verified again from refresh
+	// on, valid until expires.
+	stamped(now, refresh, expires time.Time) T
+	// asCached is a copy marked as answered from the cache, to be verified
+	// again from refresh on.
+	asCached(refresh time.Time) T
 	// size is about how many bytes the pass keeps in memory.
 	size() int64
 }
@@ -26,6 +28,7 @@ type cacheEntry[T verdict[T]] struct {
 	evidence       T     // a pass
 	failure        error // a verdict failure (Reason.Verdict())
 	verdictExpires time.Time
+	refreshAt      time.Time // a pass: from then on a refresh verifies again
 
 	lastErr error // the last error (not a verdict)
 	errors  int   // consecutive errors
@@ -46,20 +49,29 @@ type cache[T verdict[T]] struct {
 	lru *simplelru.LRU[string, *cacheEntry[T]]
 
 	passTTL, failTTL    time.Duration
+	refreshAhead        time.Duration // the end of a pass's life in which a refresh verifies again
 	backoff, maxBackoff time.Duration
 	// maxBytes bounds the sum of the passes' sizes; 0: no bound.
 	maxBytes, bytes int64
 }
 
 func newCache[T verdict[T]](size int, maxBytes int64, passTTL, failTTL, backoff, maxBackoff time.Duration) *cache[T] {
-	c := &cache[T]{passTTL: passTTL, failTTL: failTTL, backoff: backoff, maxBackoff: maxBackoff, maxBytes: maxBytes}
+	c := &cache[T]{passTTL: passTTL, failTTL: failTTL, refreshAhead: passTTL / RefreshFraction,
+		backoff: backoff, maxBackoff: maxBackoff, maxBytes: maxBytes}
 	c.lru, _ = simplelru.NewLRU[string, *cacheEntry[T]](size, func(_ string, e *cacheEntry[T]) { c.bytes -= e.bytes }) // size > 0 is checked by New
 	return c
 }
 
-// lookup answers from the cache when it can: a valid verdict (unless
-// refresh asks to verify again), or the last error while its back-off
-// runs. ok is false when the registry must be asked.
+// RefreshFraction sets the refresh window: the last 1/RefreshFraction of a
+// pass's life, in which a refresh (the verify path's) verifies it again
+// while the pass still stands for everyone else.
+const RefreshFraction = 10
+
+// lookup answers from the cache when it can: a valid verdict, or the last
+// error while its back-off runs. With refresh, a pass inside its refresh
+// window is verified again unless an error's back-off holds that back.
+// ok is false when the registry must be asked. A pass comes marked as
+// cached, with the time from which asking again may verify it again.
 func (c *cache[T]) lookup(key string, now time.Time, refresh bool) (ev T, err error, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -67,16 +79,32 @@ func (c *cache[T]) lookup(key string, now time.Time, refresh bool) (ev T, err er
 	if !found {
 		return ev, nil, false
 	}
-	if !refresh && e.verdictValid(now) {
-		return e.evidence, e.failure, true
-	}
-	if e.lastErr != nil && now.Before(e.retryAt) {
-		if e.verdictValid(now) { // a refresh during back-off keeps the verdict
-			return e.evidence, e.failure, true
+	var none T
+	backingOff := e.lastErr != nil && now.Before(e.retryAt)
+	if e.verdictValid(now) {
+		if e.evidence == none {
+			return ev, e.failure, true
 		}
+		next := e.refreshAt
+		if backingOff && e.retryAt.After(next) {
+			next = e.retryAt // a refresh failed: the next one waits for the back-off
+		}
+		if !refresh || now.Before(next) {
+			return e.evidence.asCached(minTime(next, e.verdictExpires)), nil, true
+		}
+		return ev, nil, false
+	}
+	if backingOff {
 		return ev, e.lastErr, true
 	}
 	return ev, nil, false
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // store records the outcome of one verification and returns the evidence
@@ -91,8 +119,10 @@ func (c *cache[T]) store(key string, now time.Time, ev T, err error) T {
 	var none T
 	switch {
 	case err == nil:
-		ev = ev.stamped(now, now.Add(c.passTTL))
-		*e = cacheEntry[T]{evidence: ev, verdictExpires: now.Add(c.passTTL), bytes: e.bytes}
+		expires := now.Add(c.passTTL)
+		refresh := expires.Add(-c.refreshAhead)
+		ev = ev.stamped(now, refresh, expires)
+		*e = cacheEntry[T]{evidence: ev, verdictExpires: expires, refreshAt: refresh, bytes: e.bytes}
 	case ReasonOf(err).Verdict():
 		*e = cacheEntry[T]{failure: err, verdictExpires: now.Add(c.failTTL), bytes: e.bytes}
 	default:

@@ -50,12 +50,56 @@ func TestCache(t *testing.T) {
 			t.Fatalf("after TTL: requests=%d err=%v", n, err)
 		}
 	})
-	t.Run("refresh verifies again before expiry", func(t *testing.T) {
+	t.Run("refresh verifies again inside the refresh window only, once", func(t *testing.T) {
 		r := req
 		r.Refresh, r.Lane = true, LaneBackground
-		before := reg.requests.Load()
-		if ev, err := v.Verify(ctx, a, r); err != nil || ev.Cached || reg.requests.Load() == before {
-			t.Fatalf("refresh was answered from the cache: %v", err)
+		refresh := func(t *testing.T) (*Evidence, int64) {
+			t.Helper()
+			before := reg.requests.Load()
+			ev, err := v.Verify(ctx, a, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev, reg.requests.Load() - before
+		}
+		// The pass above was verified now, for an hour: its window is the
+		// last six minutes.
+		ev, n := refresh(t)
+		if !ev.Cached || n != 0 || !ev.RefreshAt.Equal(clock.Now().Add(54*time.Minute)) {
+			t.Fatalf("a refresh before the window: cached=%v requests=%d refreshAt=%v", ev.Cached, n, ev.RefreshAt)
+		}
+		clock.Add(55 * time.Minute)
+		if ev, _, n := verify(t); !ev.Cached || n != 0 {
+			t.Fatalf("the webhook's lookup inside the window verified again (%d requests)", n)
+		}
+		ev, n = refresh(t)
+		if ev.Cached || n == 0 || !ev.ExpiresAt.Equal(clock.Now().Add(time.Hour)) {
+			t.Fatalf("a refresh inside the window: cached=%v requests=%d expires=%v", ev.Cached, n, ev.ExpiresAt)
+		}
+		// The next pod of the same digest finds the renewed pass.
+		if ev, n = refresh(t); !ev.Cached || n != 0 {
+			t.Fatalf("a second refresh verified again: %d requests", n)
+		}
+	})
+	t.Run("a refresh that meets an error keeps the pass until it expires", func(t *testing.T) {
+		r := req
+		r.Refresh, r.Lane = true, LaneBackground
+		clock.Add(55 * time.Minute) // inside the window of the pass renewed above
+		expires := clock.Now().Add(5 * time.Minute)
+		reg.mode.Store("429")
+		defer reg.mode.Store("")
+		ev, err := v.Verify(ctx, a, r)
+		if err != nil || !ev.Cached || !ev.ExpiresAt.Equal(expires) || !ev.RefreshAt.Equal(clock.Now().Add(time.Second)) {
+			t.Fatalf("refresh against a registry answering 429: err=%v evidence=%+v", err, ev)
+		}
+		clock.Add(5*time.Minute + time.Second)
+		if _, err := v.Verify(ctx, a, r); ReasonOf(err).Verdict() || err == nil {
+			t.Fatalf("past the pass's expiry with the registry answering 429: %v, want an error", err)
+		}
+		reg.mode.Store("")
+		clock.Add(10 * time.Second) // past the back-off
+		if ev, err := v.Verify(ctx, a, r); err != nil || ev.Cached {
+			t.Fatalf("after the registry recovered: %v", err)
 		}
 	})
 	t.Run("an error is never a stale pass past the TTL, and backs off", func(t *testing.T) {

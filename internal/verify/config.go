@@ -30,20 +30,21 @@ type ConfigFiles struct {
 	Image      name.Digest
 	ByPlatform map[string]*v1.ConfigFile
 	VerifiedAt time.Time
+	RefreshAt  time.Time // as Evidence.RefreshAt
 	ExpiresAt  time.Time // cached until then
 	Cached     bool      // answered from the cache
 	bytes      int64     // the raw config files' sizes
 }
 
-func (c *ConfigFiles) stamped(now, expires time.Time) *ConfigFiles {
+func (c *ConfigFiles) stamped(now, refresh, expires time.Time) *ConfigFiles {
 	cp := *c
-	cp.VerifiedAt, cp.ExpiresAt = now, expires
+	cp.VerifiedAt, cp.RefreshAt, cp.ExpiresAt = now, refresh, expires
 	return &cp
 }
 
-func (c *ConfigFiles) asCached() *ConfigFiles {
+func (c *ConfigFiles) asCached(refresh time.Time) *ConfigFiles {
 	cp := *c
-	cp.Cached = true
+	cp.Cached, cp.RefreshAt = true, refresh
 	return &cp
 }
 

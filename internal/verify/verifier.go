@@ -124,8 +124,12 @@ type Request struct {
 	SignatureKeychain authn.Keychain
 	// Lane is admission (goes first) or background.
 	Lane Lane
-	// Refresh verifies again even when a verdict is cached (background
-	// re-verification before an entry expires). Errors still back off.
+	// Refresh verifies a cached pass again once it is inside its refresh
+	// window (the last 1/RefreshFraction of its life), so that the verify
+	// path finds a deleted signature or a rotated key before the pass
+	// expires, and the webhook keeps finding passes in the cache. A refresh
+	// that meets an error answers with the standing pass until it expires;
+	// errors back off as always.
 	Refresh bool
 }
 
@@ -135,8 +139,11 @@ type Evidence struct {
 	Image      name.Digest
 	Signatures []Signature
 	VerifiedAt time.Time
-	ExpiresAt  time.Time // the pass stands until then
-	Cached     bool      // answered from the cache
+	// RefreshAt is when the verify path (Request.Refresh) verifies the pass
+	// again, before it expires; after an error, when it may try again.
+	RefreshAt time.Time
+	ExpiresAt time.Time // the pass stands until then
+	Cached    bool      // answered from the cache
 }
 
 // Verify checks that the image carries a signature satisfying the
@@ -147,15 +154,15 @@ func (v *Verifier) Verify(ctx context.Context, a *Authority, req Request) (*Evid
 }
 
 // Evidence's cache behaviour.
-func (e *Evidence) stamped(now, expires time.Time) *Evidence {
+func (e *Evidence) stamped(now, refresh, expires time.Time) *Evidence {
 	c := *e
-	c.VerifiedAt, c.ExpiresAt = now, expires
+	c.VerifiedAt, c.RefreshAt, c.ExpiresAt = now, refresh, expires
 	return &c
 }
 
-func (e *Evidence) asCached() *Evidence {
+func (e *Evidence) asCached(refresh time.Time) *Evidence {
 	c := *e
-	c.Cached = true
+	c.Cached, c.RefreshAt = true, refresh
 	return &c
 }
 
@@ -186,9 +193,6 @@ func verifyCached[T verdict[T]](ctx context.Context, v *Verifier, c *cache[T], c
 	}
 	if ev, err, ok := c.lookup(key, v.opts.Now(), req.Refresh); ok {
 		v.opts.Observer.CacheLookup(true)
-		if ev != none {
-			ev = ev.asCached()
-		}
 		return ev, failed(err)
 	}
 	flight := check + "|" + key
@@ -199,9 +203,6 @@ func verifyCached[T verdict[T]](ctx context.Context, v *Verifier, c *cache[T], c
 		// A flight for key that ended between the lookup above and DoChan
 		// has stored its outcome: answer from it, do not verify again.
 		if ev, err, ok := c.lookup(key, v.opts.Now(), req.Refresh); ok {
-			if ev != none {
-				ev = ev.asCached()
-			}
 			return ev, err
 		}
 		// The shared work outlives any one caller's deadline, so a caller
@@ -221,10 +222,17 @@ func verifyCached[T verdict[T]](ctx context.Context, v *Verifier, c *cache[T], c
 	select {
 	case r := <-ch:
 		ev, _ := r.Val.(T)
-		if r.Err != nil {
-			ev = none
+		if r.Err == nil {
+			return ev, nil
 		}
-		return ev, failed(r.Err)
+		if req.Refresh && !ReasonOf(r.Err).Verdict() {
+			// A refresh that met an error leaves the pass standing until
+			// it expires; it is tried again when the back-off ends.
+			if ev, _, ok := c.lookup(key, v.opts.Now(), true); ok && ev != none {
+				return ev, nil
+			}
+		}
+		return none, failed(r.Err)
 	case <-ctx.Done():
 		return none, failed(&classified{reason: ReasonTimeout, err: fmt.Errorf("verification did not finish in time: %w", ctx.Err())})
 	}
