@@ -140,7 +140,7 @@ configuration --webhook-config-name.`,
 	f.DurationVar(&verify.ResyncPeriod, "resync-period", verify.ResyncPeriod, "how often every pod is judged again although nothing changed; 0 turns it off")
 	f.DurationVar(&verify.ClockRecheck, "clock-recheck", verify.ClockRecheck, "longest wait before a pod under a policy that reads the clock (time.now_ns) is judged again, so its result turns within it of the moment it should")
 	f.IntVar(&verify.EventBurst, "event-burst", verify.EventBurst, "events emitted at once before --events-per-second applies")
-	f.DurationVar(&opts.Verification.PassTTL, "verification-pass-ttl", manager.DefaultVerificationPassTTL, "how long a verified signature stands before the image is verified again")
+	f.DurationVar(&opts.Verification.PassTTL, "verification-pass-ttl", manager.DefaultVerificationPassTTL, "how long a verified signature stands; running images are verified again in its last tenth, before it expires")
 	f.DurationVar(&opts.Verification.FailTTL, "verification-failure-ttl", manager.DefaultVerificationFailTTL, "how long a verified failure (no signature, wrong key or identity) stands before the image is verified again; errors are retried sooner, with back-off")
 	f.Float64Var(&opts.Verification.RegistryQPS, "registry-qps", manager.DefaultRegistryQPS, "requests per second to all registries together, for signatures and tag resolution; admission goes before the verify path")
 	f.Float64Var(&opts.Verification.RegistryQPSPerRegistry, "registry-qps-per-registry", manager.DefaultRegistryQPSPerRegistry, "requests per second to any one registry")

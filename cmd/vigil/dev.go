@@ -91,7 +91,7 @@ The binaries come from --assets, else $KUBEBUILDER_ASSETS, else bin/
 	f.IntVar(&o.nodes, "nodes", o.nodes, "number of simulated nodes, each with room for 110 pods")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, "address of the manager's metrics endpoint (plain HTTP); 0 disables it")
 	f.BoolVar(&o.pinDigests, "pin-digests", false, "install and serve the digest-pinning webhook, as `vigil controller` does by default; off here because a covered tag must then resolve at a registry, and a local cluster often has none but its own")
-	f.DurationVar(&o.passTTL, "verification-pass-ttl", o.passTTL, "how long a verified signature stands before the image is verified again, as `vigil controller`'s flag; shorten it to watch a deleted signature turn a report fail")
+	f.DurationVar(&o.passTTL, "verification-pass-ttl", o.passTTL, "how long a verified signature stands (running images are verified again in its last tenth), as `vigil controller`'s flag; shorten it to watch a deleted signature turn a report fail")
 	f.DurationVar(&o.failTTL, "verification-failure-ttl", o.failTTL, "how long a verified failure stands before the image is verified again, as `vigil controller`'s flag")
 	f.DurationVar(&o.clockRecheck, "clock-recheck", o.clockRecheck, "longest wait before a pod under a policy that reads the clock (time.now_ns) is judged again, as `vigil controller`'s flag; shorten it to watch a result turn as time passes")
 	f.StringVar(&o.webhookName, "webhook-name", o.webhookName, "name of the pod webhook, shown in denials; rename it to run beside policy-controller")
