@@ -254,7 +254,8 @@ func keyAgreementCases(t *testing.T, tools *signingTools, reg, key1 string, pub1
 
 // keylessAgreementCases: images of vigil dev's registry signed by a
 // VirtualSigstore certificate of agreeSubject and agreeIssuer (legacy, and
-// a bundle), whose keys the TrustRoot agreeTrustRoot holds. It applies the
+// a bundle), whose keys the TrustRoot agreeTrustRoot holds, and the cases of
+// ctlog and rfc3161timestamp, whose log and TSA are that VirtualSigstore's. It applies the
 // TrustRoot and writes it to a file in dir for vigil test, whose path it
 // returns.
 func keylessAgreementCases(t *testing.T, d *devEnv, tools *signingTools, reg, dir string) ([]agreementCase, string) {
@@ -279,6 +280,17 @@ func keylessAgreementCases(t *testing.T, d *devEnv, tools *signingTools, reg, di
 		verifytest.SignKeylessLegacy(t, vs, img, agreeSubject, agreeIssuer)
 	}
 	verifytest.AttestKeylessBundle(t, vs, bundled, agreeSubject, agreeIssuer, cosignSignPredicate, map[string]any{})
+	// ctlog and rfc3161timestamp: the cosign CLI cannot write log entries or
+	// timestamps offline, so these signatures are made with the
+	// VirtualSigstore's log and TSA, whose keys the TrustRoot holds.
+	key, pub := verifytest.KeyPair(t)
+	logged, unlogged, logNoRoot := push("ctlog-logged"), push("ctlog-unlogged"), push("ctlog-no-root")
+	verifytest.SignKeyLegacy(t, key, logged, verifytest.Evidence{Log: vs})
+	verifytest.SignKeyLegacy(t, key, unlogged, verifytest.Evidence{})
+	verifytest.SignKeyLegacy(t, key, logNoRoot, verifytest.Evidence{Log: vs})
+	stamped, unstamped := push("tsa-stamped"), push("tsa-unstamped")
+	verifytest.SignKeylessLegacyWith(t, vs, stamped, agreeSubject, agreeIssuer, verifytest.Evidence{TSA: vs})
+	verifytest.SignKeylessLegacy(t, vs, unstamped, agreeSubject, agreeIssuer)
 
 	yes := true // VirtualSigstore's certificates carry no SCT
 	keyless := func(root string, id v1beta1.Identity) v1beta1.Authority {
@@ -288,6 +300,13 @@ func keylessAgreementCases(t *testing.T, d *devEnv, tools *signingTools, reg, di
 	good := v1beta1.Identity{Issuer: agreeIssuer, Subject: agreeSubject}
 	bundle := keyless(agreeTrustRoot, good)
 	bundle.SignatureFormat = "bundle"
+	withLog := func(root string) v1beta1.Authority {
+		a := keyAuthority(pub)
+		a.CTLog = &v1beta1.TLog{TrustRootRef: root}
+		return a
+	}
+	withTSA := keyless(agreeTrustRoot, good)
+	withTSA.RFC3161Timestamp = &v1beta1.RFC3161Timestamp{TrustRootRef: agreeTrustRoot}
 	mismatch := func(img name.Digest) string {
 		return "signature keyless validation failed for authority ci for " + img.String() +
 			": no matching signatures: none of the expected identities matched what was in the certificate, got subjects [" +
@@ -302,6 +321,18 @@ func keylessAgreementCases(t *testing.T, d *devEnv, tools *signingTools, reg, di
 			authority: keyless(agreeTrustRoot, v1beta1.Identity{Issuer: "https://accounts.example.org", Subject: agreeSubject})},
 		{name: "keyless-no-root", image: noRoot.String(), authority: keyless(agreeMissingRoot, good), want: reportsv1alpha2.ResultError, notReady: true,
 			messages: []string{fmt.Sprintf("spec.authorities[0].keyless.trustRootRef: trustroot %q", agreeMissingRoot)}},
+		{name: "ctlog-logged", image: logged.String(), authority: withLog(agreeTrustRoot), want: reportsv1alpha2.ResultPass},
+		{name: "ctlog-unlogged", image: unlogged.String(), authority: withLog(agreeTrustRoot), want: reportsv1alpha2.ResultFail,
+			messages: []string{"signature key validation failed for authority release for " + unlogged.String() +
+				": no matching signatures: offline verification failed", "transparency log entry"}},
+		// The case that disagreed until this stop: vigil test took a missing
+		// ctlog TrustRoot for bad input (exit 2).
+		{name: "ctlog-no-root", image: logNoRoot.String(), authority: withLog(agreeMissingRoot), want: reportsv1alpha2.ResultError, notReady: true,
+			messages: []string{fmt.Sprintf("spec.authorities[0].ctlog.trustRootRef: trustroot %q", agreeMissingRoot)}},
+		{name: "tsa-stamped", image: stamped.String(), authority: withTSA, want: reportsv1alpha2.ResultPass},
+		{name: "tsa-unstamped", image: unstamped.String(), authority: withTSA, want: reportsv1alpha2.ResultFail,
+			messages: []string{"signature keyless validation failed for authority ci for " + unstamped.String() +
+				": no matching signatures: the signature carries no RFC 3161 timestamp"}},
 	}, file
 }
 
