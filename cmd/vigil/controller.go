@@ -29,6 +29,8 @@ func newControllerCommand() *cobra.Command {
 		nsLabel     bool
 		// memoryPercent of the container's memory limit is Go's soft limit.
 		memoryPercent int
+		// attestationCacheMiB bounds the verifier's attestation statements.
+		attestationCacheMiB int
 	)
 	cmd := &cobra.Command{
 		Use:   "controller",
@@ -76,11 +78,13 @@ configuration --webhook-config-name.`,
 			for flag, q := range map[string]float64{
 				"--registry-qps":              opts.Verification.RegistryQPS,
 				"--registry-qps-per-registry": opts.Verification.RegistryQPSPerRegistry,
+				"--attestation-cache-mib":     float64(attestationCacheMiB),
 			} {
 				if q <= 0 {
 					return &exitError{code: exitBadInput, err: fmt.Errorf("%s must be positive, not %g", flag, q)}
 				}
 			}
+			opts.Verification.AttestationCacheBytes = int64(attestationCacheMiB) << 20
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
 			ctrl.SetLogger(manager.QuietCertRotation(zap.New(zap.UseFlagOptions(&zapOpts))))
 			if err := applyMemoryLimit(memoryPercent); err != nil {
@@ -144,6 +148,7 @@ configuration --webhook-config-name.`,
 	f.DurationVar(&opts.Verification.FailTTL, "verification-failure-ttl", manager.DefaultVerificationFailTTL, "how long a verified failure (no signature, wrong key or identity) stands before the image is verified again; errors are retried sooner, with back-off")
 	f.Float64Var(&opts.Verification.RegistryQPS, "registry-qps", manager.DefaultRegistryQPS, "requests per second to all registries together, for signatures and tag resolution; admission goes before the verify path")
 	f.Float64Var(&opts.Verification.RegistryQPSPerRegistry, "registry-qps-per-registry", manager.DefaultRegistryQPSPerRegistry, "requests per second to any one registry")
+	f.IntVar(&attestationCacheMiB, "attestation-cache-mib", manager.DefaultAttestationCacheMiB, "MiB of verified attestation statements (SBOMs, scans) kept in memory, shared by all pods of a digest; past it the least recently used are dropped and verified again when next needed")
 	f.BoolVar(&opts.Verification.PinDigests, "pin-digests", true, "pin the images of pods that a policy covers to the digests their tags name, in a mutating webhook, as policy-controller does; a tag that cannot be resolved is denied")
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	zapOpts.BindFlags(logFlags)

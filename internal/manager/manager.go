@@ -170,6 +170,9 @@ type VerificationOptions struct {
 	// PinDigests turns on the mutating webhook that pins pods' images to
 	// the digests their tags name.
 	PinDigests bool
+	// AttestationCacheBytes bounds the verified attestation statements the
+	// verifier keeps (SBOMs can be megabytes each); 0 is its default.
+	AttestationCacheBytes int64
 }
 
 // Defaults of VerificationOptions, for the flags.
@@ -178,6 +181,9 @@ const (
 	DefaultVerificationFailTTL    = 10 * time.Minute
 	DefaultRegistryQPS            = 50
 	DefaultRegistryQPSPerRegistry = 10
+	// DefaultAttestationCacheMiB is verify's default bound on cached
+	// attestation statements, in MiB.
+	DefaultAttestationCacheMiB = 256
 )
 
 // Defaults of the client rate limit: none. A policy change rewrites one
@@ -407,6 +413,7 @@ func newVerifier(o VerificationOptions) *verify.Verifier {
 	return verify.New(verify.Options{
 		PassTTL: o.PassTTL, FailTTL: o.FailTTL,
 		GlobalQPS: o.RegistryQPS, RegistryQPS: o.RegistryQPSPerRegistry,
+		AttestationCacheBytes: o.AttestationCacheBytes,
 		Observer: metrics.NewVerificationObserver(),
 	})
 }
