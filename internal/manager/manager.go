@@ -413,8 +413,8 @@ func newVerifier(o VerificationOptions) *verify.Verifier {
 	return verify.New(verify.Options{
 		PassTTL: o.PassTTL, FailTTL: o.FailTTL,
 		GlobalQPS: o.RegistryQPS, RegistryQPS: o.RegistryQPSPerRegistry,
+		Observer:              metrics.NewVerificationObserver(),
 		AttestationCacheBytes: o.AttestationCacheBytes,
-		Observer: metrics.NewVerificationObserver(),
 	})
 }
 
