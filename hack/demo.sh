@@ -41,10 +41,21 @@ done
 [[ -f $KUBECONFIG ]] || { echo "vigil dev was not ready after 180s:"; tail -20 "$state/dev.log"; exit 1; }
 grep '^vigil dev:' "$state/dev.log"
 
-# wait_for: poll a command until it succeeds, so the demo shows results as
-# soon as the controller has written them.
-wait_for() { for _ in $(seq 1 60); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
+# wait_for: run a command every half second until it succeeds, so the demo
+# shows results as soon as the controller has written them; after 30 s the
+# demo stops, saying what it waited for. The command is run again each time:
+# pass a function (report_is, cip_ready), never "$(...)", which the shell
+# would expand once, before the first try.
+wait_for() {
+  for _ in $(seq 1 60); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  echo "the demo waited 30s in vain for: $*" >&2
+  exit 1
+}
 report_of() { kubectl get policyreport "$(kubectl get pod "$1" -o jsonpath='{.metadata.uid}')" -o jsonpath="$2"; }
+# report_is POD FIELD VALUE: the pod's report has VALUE at FIELD (a jsonpath).
+report_is() { [[ "$(report_of "$1" "$2")" == "$3" ]]; }
+no_reports() { [[ -z "$(kubectl get policyreports -o name)" ]]; }
+cip_ready() { [[ "$(kubectl get cip "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 
 say "The walkthrough, step 1: namespace default opts in to the policy webhook"
 run kubectl get ns -l policy.sigstore.dev/include=true
@@ -70,13 +81,13 @@ run kubectl apply -f config/samples/cip-permissive.yaml
 say "...so the NET_ADMIN pod is admitted and runs"
 run kubectl apply -f config/samples/pod-net-admin.yaml
 wait_for kubectl wait --for=jsonpath='{.status.phase}'=Running pod/yolo --timeout=1s
-wait_for test "$(report_of yolo '{.summary.pass}')" = 1
+wait_for report_is yolo '{.summary.pass}' 1
 run kubectl get pods
 run kubectl get policyreports
 
 say "The stricter policy arrives: the running pod is judged again and its report turns fail"
 run kubectl apply -f config/samples/cip.yaml
-wait_for test "$(report_of yolo '{.summary.fail}')" = 1
+wait_for report_is yolo '{.summary.fail}' 1
 run kubectl get policyreports
 run kubectl get cip
 printf '%s$ kubectl get policyreport <uid of pod yolo> -o jsonpath=...%s\n' "$bold" "$reset"
@@ -85,13 +96,13 @@ run kubectl get events --field-selector reason=PolicyViolation
 
 say "The policy is edited to allow NET_ADMIN: the report turns pass"
 run kubectl apply -f config/samples/cip-allow-net-admin.yaml
-wait_for test "$(report_of yolo '{.summary.fail}')" = 0
+wait_for report_is yolo '{.summary.fail}' 0
 run kubectl get policyreports
 run kubectl get events --field-selector reason=PolicyCompliant
 
 say "The pod is deleted: its report goes with it"
 run kubectl delete pod yolo
-wait_for test -z "$(kubectl get policyreports -o name)"
+wait_for no_reports
 run kubectl get policyreports
 
 say "Metrics at http://$metrics/metrics (what a Prometheus alert on drift reads)"
@@ -135,19 +146,19 @@ apply_signed_policy() { apply_keyed_policy config/samples/signatures/cip-signed.
 say "The policy: images under demo/ must be signed by that key (the capability policies go)"
 run kubectl delete cip allow-all non-default-capabilities-cue
 apply_signed_policy "$state/release-1.pub"
-wait_for test "$(kubectl get cip signed-images -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True
+wait_for cip_ready signed-images
 
 say "The unsigned image is denied; the signed one is admitted and runs"
 run kubectl run unsigned --image "$unsigned"
 run kubectl run signed --image "$signed"
 wait_for kubectl wait --for=jsonpath='{.status.phase}'=Running pod/signed --timeout=1s
-wait_for test "$(report_of signed '{.summary.pass}')" = 1
+wait_for report_is signed '{.summary.pass}' 1
 run kubectl get policyreports
 
 say "The key is rotated in the policy: the running pod's report turns fail"
 run cosign generate-key-pair --output-key-prefix "$state/release-2"
 apply_signed_policy "$state/release-2.pub"
-wait_for test "$(report_of signed '{.summary.fail}')" = 1
+wait_for report_is signed '{.summary.fail}' 1
 run kubectl get policyreports
 printf '%s$ kubectl get policyreport <uid of pod signed> -o jsonpath=...%s\n' "$bold" "$reset"
 report_of signed '{range .results[*]}{.policy}{": "}{.result}{" - "}{.message}{"\n"}{end}'
@@ -155,7 +166,7 @@ run kubectl get events --field-selector reason=PolicyViolation,involvedObject.na
 
 say "The image is signed with the new key: once the failure's TTL (--verification-failure-ttl=5s here) is over, the report turns pass"
 sign "$state/release-2.key" "$signed"
-wait_for test "$(report_of signed '{.summary.pass}')" = 1
+wait_for report_is signed '{.summary.pass}' 1
 run kubectl get policyreports
 run kubectl get events --field-selector reason=PolicyCompliant,involvedObject.name=signed
 printf '%s$ curl -s http://%s/metrics | grep ^vigil_verifications_total%s\n' "$bold" "$metrics" "$reset"
@@ -173,13 +184,13 @@ cosign_offline attest --key "$state/release-2.key" --type vuln --predicate "$sta
 
 say "The policy: images under demo-scan/ need a scan signed by that key, at most 15 seconds old (the catalog's allows 15 days)"
 apply_keyed_policy config/samples/attestations/cip-scan-age.yaml "$state/release-2.pub"
-wait_for test "$(kubectl get cip scan-age -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True
+wait_for cip_ready scan-age
 run kubectl run scanned --image "$scanned"
-wait_for test "$(report_of scanned '{.summary.pass}')" = 1
+wait_for report_is scanned '{.summary.pass}' 1
 run kubectl get policyreports
 
 say "Nothing in the cluster changes; once the scan is 15 seconds old the report turns fail"
-wait_for test "$(report_of scanned '{.summary.fail}')" = 1
+wait_for report_is scanned '{.summary.fail}' 1
 echo "(the report turned fail $(($(date -u +%s) - scan_epoch))s after the scan finished)"
 run kubectl get policyreports
 printf '%s$ kubectl get policyreport <uid of pod scanned> -o jsonpath=...%s\n' "$bold" "$reset"
