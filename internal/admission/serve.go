@@ -18,6 +18,10 @@ import (
 // 3 MiB, and the review carries the object twice at most.
 const MaxReviewBytes = 7 << 20
 
+// preallocBytes: a body announced at most this long is read into a buffer
+// of its length at once (real reviews are a few KiB).
+const preallocBytes = 1 << 20
+
 // Serve returns the HTTP handler of an admission webhook that answers with h.
 //
 // It does what controller-runtime's admission.Webhook.ServeHTTP does (body
@@ -81,7 +85,7 @@ func readBody(r *http.Request) ([]byte, int32, error) {
 	if r.ContentLength > MaxReviewBytes {
 		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	}
-	if r.ContentLength > 0 {
+	if r.ContentLength > 0 && r.ContentLength <= preallocBytes {
 		// One buffer of the announced length; a body that ends early is an
 		// error, one that goes on past it is cut by net/http.
 		body := make([]byte, r.ContentLength)
@@ -90,6 +94,8 @@ func readBody(r *http.Request) ([]byte, int32, error) {
 		}
 		return body, 0, nil
 	}
+	// A larger or unannounced body grows with what arrives: a client that
+	// announces 7 MiB and sends nothing costs no 7 MiB.
 	lr := &io.LimitedReader{R: r.Body, N: MaxReviewBytes + 1}
 	body, err := io.ReadAll(lr)
 	switch {

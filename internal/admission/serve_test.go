@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -47,5 +48,32 @@ func TestServeEnvelope(t *testing.T) {
 	if _, out := post("text/plain", valid); out.Response.Allowed || out.Response.Result == nil ||
 		out.Response.Result.Code != http.StatusBadRequest || !strings.Contains(out.Response.Result.Message, "expected application/json") {
 		t.Errorf("a review sent as text/plain was answered %+v", out.Response)
+	}
+}
+
+// A client that announces a large body and sends little costs what it
+// sends, not what it announces: Serve preallocates only small bodies.
+func TestServeAnnouncedLengthIsNotTrusted(t *testing.T) {
+	vs := newValidators(t)
+	h := Serve(vs.walkthrough)
+	body := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"`) // cut short
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const tries = 8
+	for range tries {
+		req := httptest.NewRequest(http.MethodPost, WorkloadPath, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength = 6 << 20
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil || out.Response.Allowed ||
+			out.Response.Result == nil || out.Response.Result.Code != http.StatusBadRequest {
+			t.Fatalf("a body shorter than announced was answered %.300s", rec.Body.String())
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > tries<<20 {
+		t.Errorf("%d requests announcing 6 MiB and sending %d bytes allocated %.1f MiB", tries, len(body), float64(grown)/(1<<20))
 	}
 }
