@@ -168,7 +168,7 @@ func (r *PodReconciler) decide(ctx context.Context, pod *corev1.Pod, trigger str
 	}
 	d := r.Policies.Set().Decide(ctx, obj, policy.Options{
 		NoMatchPolicy: r.Settings.NoMatchPolicy(), PolicyTimeout: r.PolicyTimeout, Observer: metrics.EvaluationObserver{},
-		ClockRecheck: r.clockRecheck,
+		ClockRecheck: r.clockRecheck, SpreadClockRechecks: true,
 		Verification: r.verification(ctx, pod),
 	})
 	metrics.LastEvaluation.SetToCurrentTime()

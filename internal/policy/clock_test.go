@@ -117,6 +117,40 @@ func TestTimeDependentBodyIsNotCached(t *testing.T) {
 	}
 }
 
+// TestSpreadClockRechecks: pods judged at the same moment by a body that
+// reads the clock are judged again at different moments, each within the
+// last tenth of ClockRecheck before its bound, the same one every time for a
+// pod; without SpreadClockRechecks, exactly at the bound.
+func TestSpreadClockRechecks(t *testing.T) {
+	p := mustCompile(t, newCIP("clock", withRego("package sigstore\nisCompliant { time.now_ns() > 0 }")))
+	set := NewSet([]*CompiledPolicy{p}, nil)
+	now := time.Date(2026, 12, 2, 20, 0, 0, 0, time.UTC)
+	const period = 5 * time.Minute
+	at := func(name string, spread bool) time.Time {
+		t.Helper()
+		o := obj(t, fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"namespace":"apps"},"spec":{"containers":[{"name":"c","image":"nginx"}]}}`, name))
+		return set.Decide(t.Context(), o, Options{ClockRecheck: period, SpreadClockRechecks: spread, Now: clockAt(now)}).RecheckAt
+	}
+	seen := map[time.Time]bool{}
+	for i := range 50 {
+		name := fmt.Sprintf("svc-7d9f8-%05d", i)
+		got := at(name, true)
+		if got.Before(now.Add(period-period/10)) || got.After(now.Add(period)) {
+			t.Fatalf("%s: RecheckAt %s after the judgement, want within [%s, %s]", name, got.Sub(now), period-period/10, period)
+		}
+		if again := at(name, true); !again.Equal(got) {
+			t.Errorf("%s: RecheckAt %s, then %s: want the same offset every time", name, got.Sub(now), again.Sub(now))
+		}
+		seen[got] = true
+		if exact := at(name, false); !exact.Equal(now.Add(period)) {
+			t.Errorf("%s without spreading: RecheckAt %s, want %s", name, exact.Sub(now), period)
+		}
+	}
+	if len(seen) < 45 {
+		t.Errorf("50 pods judged together are judged again at %d distinct moments, want them spread", len(seen))
+	}
+}
+
 // TestNextTurn: the search finds the first whole second at which a verdict
 // has changed, within its bound on evaluations, and nothing past the
 // horizon or once its context has ended.
