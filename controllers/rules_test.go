@@ -1,11 +1,15 @@
 package controllers
 
 import (
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -111,6 +115,37 @@ func TestTally(t *testing.T) {
 	}
 }
 
+// The tally keeps one copy of each combination of results, whatever the
+// number of pods that have it, and reads back what it was given.
+func TestTallySharesResults(t *testing.T) {
+	tl := newTally()
+	for i := range 1000 {
+		tl.set(types.NamespacedName{Namespace: "ns", Name: fmt.Sprint("pod-", i)}, map[string]string{"q": "pass", "p": "fail", "r-3": "warn"}, nil)
+	}
+	first := tl.pods[types.NamespacedName{Namespace: "ns", Name: "pod-0"}]
+	for pod, s := range tl.pods {
+		if s != first {
+			t.Fatalf("%s holds its own copy of the same results", pod)
+		}
+	}
+	got := map[string]string{}
+	for policy, result := range first.all() {
+		got[policy] = result
+	}
+	if want := map[string]string{"p": "fail", "q": "pass", "r-3": "warn"}; !maps.Equal(got, want) {
+		t.Errorf("read back %v, want %v", got, want)
+	}
+	if r, found := first.get("q"); r != "pass" || !found {
+		t.Errorf("get q = %q %v", r, found)
+	}
+	if r, found := (resultSet{}).get("q"); r != "" || found {
+		t.Errorf("get q of no results = %q %v", r, found)
+	}
+	if tl.count("p", "fail") != 1000 || tl.count("r-3", "warn") != 1000 {
+		t.Errorf("counts p fail %d, r-3 warn %d, want 1000", tl.count("p", "fail"), tl.count("r-3", "warn"))
+	}
+}
+
 // A pod counts as drifted out of a policy from its drift for as long as it
 // stays out of the policy: until it passes, cannot be evaluated, or goes.
 func TestTallyDriftedPods(t *testing.T) {
@@ -176,5 +211,33 @@ func TestEvaluatedCondition(t *testing.T) {
 	bad := evaluatedCondition(3, 2)
 	if bad.Status != metav1.ConditionFalse || bad.Reason != v1beta1.ReasonEvaluationErrors || !strings.Contains(bad.Message, "2 running pod(s)") {
 		t.Errorf("2 errors: %+v", bad)
+	}
+}
+
+// The pod metadata cached keeps what the verify path reads and nothing else;
+// whole objects pass unchanged.
+func TestSlimMetadata(t *testing.T) {
+	gone := metav1.Now()
+	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+		Name: "web-7d9f8-x2x", Namespace: "apps", UID: "u-1", ResourceVersion: "42", DeletionTimestamp: &gone,
+		GenerateName: "web-7d9f8-", Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"a": "b"},
+		OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-7d9f8"}}, Finalizers: []string{"f"},
+	}}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	out, err := SlimMetadata(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := metav1.ObjectMeta{Name: "web-7d9f8-x2x", Namespace: "apps", UID: "u-1", ResourceVersion: "42", DeletionTimestamp: &gone}
+	if got := out.(*metav1.PartialObjectMetadata); !equality.Semantic.DeepEqual(got.ObjectMeta, want) || got.Kind != "Pod" {
+		t.Errorf("slimmed to %+v (kind %q), want %+v", got.ObjectMeta, got.Kind, want)
+	}
+	again, _ := SlimMetadata(out)
+	if !equality.Semantic.DeepEqual(again.(*metav1.PartialObjectMetadata).ObjectMeta, want) {
+		t.Errorf("slimming twice changed the object")
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps", Labels: map[string]string{"vigil": "on"}}}
+	if out, _ := SlimMetadata(ns); out.(*corev1.Namespace).Labels["vigil"] != "on" {
+		t.Errorf("a whole object lost its labels")
 	}
 }

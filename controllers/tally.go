@@ -1,7 +1,12 @@
 package controllers
 
 import (
+	"iter"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
+	"unique"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -21,8 +26,8 @@ import (
 // after a restart or a leader handover the count starts again from zero.
 type tally struct {
 	mu          sync.Mutex
-	pods        map[types.NamespacedName]map[string]string // pod -> policy -> result
-	counts      map[string]map[string]int                  // policy -> result -> pods
+	pods        map[types.NamespacedName]resultSet // pod -> its results
+	counts      map[string]map[string]int          // policy -> result -> pods
 	byNamespace map[namespacedCount]int
 	// drifted: pod -> policies it drifted out of and is still out of.
 	drifted        map[types.NamespacedName]map[string]bool
@@ -34,7 +39,7 @@ type tally struct {
 
 func newTally() *tally {
 	return &tally{
-		pods:        map[types.NamespacedName]map[string]string{},
+		pods:        map[types.NamespacedName]resultSet{},
 		counts:      map[string]map[string]int{},
 		byNamespace: map[namespacedCount]int{},
 
@@ -121,16 +126,17 @@ func (t *tally) seed(reports map[types.NamespacedName]map[string]string) {
 func (t *tally) setLocked(pod types.NamespacedName, results map[string]string) []string {
 	old := t.pods[pod]
 	var changed []string
-	for policy, r := range old {
+	for policy, r := range old.all() {
 		if results[policy] != r {
 			t.addLocked(pod.Namespace, policy, r, -1)
 			changed = append(changed, policy)
 		}
 	}
 	for policy, r := range results {
-		if old[policy] != r {
+		was, found := old.get(policy)
+		if was != r {
 			t.addLocked(pod.Namespace, policy, r, +1)
-			if _, had := old[policy]; !had {
+			if !found {
 				changed = append(changed, policy)
 			}
 		}
@@ -138,9 +144,56 @@ func (t *tally) setLocked(pod types.NamespacedName, results map[string]string) [
 	if len(results) == 0 {
 		delete(t.pods, pod)
 	} else {
-		t.pods[pod] = results
+		t.pods[pod] = internResults(results)
 	}
 	return changed
+}
+
+// resultSet is one pod's results, policy by policy, interned: the pods of
+// a cluster share a few combinations of results, so the tally keeps one
+// copy of each rather than a map per pod (a map per pod was 820 bytes of
+// every pod's share of Vigil's heap; BENCHMARKS.md, benchmark 6). It holds
+// "policy\x00result\x00" pairs sorted by policy; the names of Kubernetes
+// objects and result words hold no NUL.
+type resultSet struct{ h unique.Handle[string] }
+
+func internResults(results map[string]string) resultSet {
+	var b strings.Builder
+	for _, policy := range slices.Sorted(maps.Keys(results)) {
+		b.WriteString(policy)
+		b.WriteByte(0)
+		b.WriteString(results[policy])
+		b.WriteByte(0)
+	}
+	return resultSet{unique.Make(b.String())}
+}
+
+// all yields the policies and results of s.
+func (s resultSet) all() iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		if s == (resultSet{}) { // no results; its handle cannot be read
+			return
+		}
+		rest := s.h.Value()
+		for rest != "" {
+			policy, after, _ := strings.Cut(rest, "\x00")
+			result, after, _ := strings.Cut(after, "\x00")
+			if !yield(policy, result) {
+				return
+			}
+			rest = after
+		}
+	}
+}
+
+// get is s's result for policy.
+func (s resultSet) get(policy string) (result string, found bool) {
+	for p, r := range s.all() {
+		if p == policy {
+			return r, true
+		}
+	}
+	return "", false
 }
 
 func (t *tally) addLocked(namespace, policy, result string, n int) {

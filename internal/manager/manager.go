@@ -238,6 +238,20 @@ func (m *Manager) VerifyDeps() controllers.Deps {
 		Verifier: m.Verifier, Keychains: m.Keychains}
 }
 
+// stripManagedFields is controller-runtime's transform that drops
+// managedFields.
+var stripManagedFields = cache.TransformStripManagedFields()
+
+// slimObjects is the cache's transform of every object without one of its
+// own.
+func slimObjects(obj any) (any, error) {
+	obj, err := stripManagedFields(obj)
+	if err != nil {
+		return nil, err
+	}
+	return controllers.SlimMetadata(obj)
+}
+
 // New builds the manager. Register webhook handlers on m.Webhook and
 // reconcilers on m before calling m.Start.
 func New(cfg *rest.Config, opts Options) (*Manager, error) {
@@ -277,8 +291,9 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 			},
 		},
 			// managedFields is never read and is a large part of every object.
-			// (Pods are cached as metadata only: see controllers.PodReconciler.)
-			DefaultTransform: cache.TransformStripManagedFields(),
+			// Pods are cached as metadata only, and of that only what the verify
+			// path reads (controllers.SlimMetadata).
+			DefaultTransform: slimObjects,
 		},
 	})
 	if err != nil {

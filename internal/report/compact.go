@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strings"
+	"unique"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	openreportsv1alpha1 "github.com/vigil-dev/vigil/apis/openreports/v1alpha1"
@@ -33,33 +35,56 @@ const digestPrefix = "vigil-digest:"
 func Compact(obj any) (any, error) {
 	switch r := obj.(type) {
 	case *reportsv1alpha2.PolicyReport:
-		r.ManagedFields = nil
-		r.Labels = sharedLabels(r.Labels)
+		shareStrings(&r.TypeMeta, &r.ObjectMeta, r.Scope)
 		for i := range r.Results {
 			res := &r.Results[i]
-			if compacted(res.Description, res.Properties) {
-				continue
+			if !compacted(res.Description, res.Properties) {
+				*res = reportsv1alpha2.PolicyReportResult{
+					Policy: res.Policy, Result: res.Result, Timestamp: res.Timestamp,
+					Description: digest(res, &res.Timestamp),
+				}
 			}
-			*res = reportsv1alpha2.PolicyReportResult{
-				Policy: res.Policy, Result: res.Result, Timestamp: res.Timestamp,
-				Description: digest(res, &res.Timestamp),
-			}
+			res.Policy, res.Result = intern(res.Policy), intern(res.Result)
 		}
 	case *openreportsv1alpha1.Report:
-		r.ManagedFields = nil
-		r.Labels = sharedLabels(r.Labels)
+		shareStrings(&r.TypeMeta, &r.ObjectMeta, r.Scope)
 		for i := range r.Results {
 			res := &r.Results[i]
-			if compacted(res.Description, res.Properties) {
-				continue
+			if !compacted(res.Description, res.Properties) {
+				*res = openreportsv1alpha1.ReportResult{
+					Policy: res.Policy, Result: res.Result, Timestamp: res.Timestamp,
+					Description: digest(res, &res.Timestamp),
+				}
 			}
-			*res = openreportsv1alpha1.ReportResult{
-				Policy: res.Policy, Result: res.Result, Timestamp: res.Timestamp,
-				Description: digest(res, &res.Timestamp),
-			}
+			res.Policy, res.Result = intern(res.Policy), intern(res.Result)
 		}
 	}
 	return obj, nil
+}
+
+// shareStrings drops a cached report's managed fields and makes its strings
+// share memory where their values are shared: the words every report holds
+// (API version, kind, namespace, labels) are one copy for all reports, and
+// the pod's name and UID, which the report's name, owner and scope each
+// repeat, one copy per report. Decoding gives every field its own copy;
+// this halves what a compacted report of one result keeps (TestCompactedSize).
+func shareStrings(tm *metav1.TypeMeta, m *metav1.ObjectMeta, scope *corev1.ObjectReference) {
+	m.ManagedFields = nil
+	m.Labels = sharedLabels(m.Labels)
+	tm.APIVersion, tm.Kind = intern(tm.APIVersion), intern(tm.Kind)
+	m.Namespace = intern(m.Namespace)
+	uid, name := m.Name, ""
+	for i := range m.OwnerReferences {
+		o := &m.OwnerReferences[i]
+		o.APIVersion, o.Kind = intern(o.APIVersion), intern(o.Kind)
+		o.UID = sameString(o.UID, uid)
+		name = o.Name
+	}
+	if scope != nil {
+		scope.APIVersion, scope.Kind, scope.Namespace = intern(scope.APIVersion), intern(scope.Kind), intern(scope.Namespace)
+		scope.UID = sameString(scope.UID, uid)
+		scope.Name = sameString(scope.Name, name)
+	}
 }
 
 // Compacted is rep as Vigil's cache would hold it once stored in api.
@@ -98,6 +123,17 @@ func Fingerprint(compact *reportsv1alpha2.PolicyReport) string {
 // properties is compacted already.
 func compacted(description string, properties map[string]string) bool {
 	return strings.HasPrefix(description, digestPrefix) && len(properties) == 0
+}
+
+// intern is the one copy of s that every cached report shares.
+func intern[S ~string](s S) S { return S(unique.Make(string(s)).Value()) }
+
+// sameString is s, held in like's memory when their values are equal.
+func sameString[S, L ~string](s S, like L) S {
+	if string(s) == string(like) {
+		return S(like)
+	}
+	return s
 }
 
 // vigilLabels is the labels map of every cached report labelled only as
