@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,13 +34,15 @@ const FieldOwner = "vigil"
 // admission would decide about the pod now.
 type PodReconciler struct {
 	client.Client
-	// APIReader reads pods past the cache, which holds only their metadata.
+	// APIReader reads pods past the cache, which holds none.
 	APIReader client.Reader
 	Deps
 
 	scope  *Scope
 	events *eventEmitter
 	tally  *tally
+	// index is what is known of every pod without reading it.
+	index *podIndex
 	// stale names reports that may belong to an earlier pod of a name.
 	stale *staleReports
 	// own tells the report events of Vigil's own writes.
@@ -124,58 +125,33 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 // terminating or finished, or its namespace is out of scope. uid is the
 // pod's UID when it exists.
 //
-// Vigil's cache holds only the metadata of pods: whole pods, 30,000 of
-// them, would be most of Vigil's memory (BENCHMARKS.md, benchmark 6). The
-// pod itself is read from the API server, which serves it from its watch
-// cache, at least as new as the metadata that queued it.
+// Vigil keeps only an index of pods (podIndex): whole pods, 30,000 of them,
+// would be most of Vigil's memory (BENCHMARKS.md, benchmark 6). The pod
+// itself is read from the API server, which serves it from its watch cache,
+// at least as new as the version that queued it.
 func (r *PodReconciler) fetch(ctx context.Context, key types.NamespacedName) (pod *corev1.Pod, uid types.UID, err error) {
-	meta := podMetadata()
-	if err := r.Get(ctx, key, meta); err != nil {
-		return nil, "", client.IgnoreNotFound(err)
+	seen, ok := r.index.get(key)
+	if !ok {
+		return nil, "", nil
 	}
-	if meta.DeletionTimestamp != nil {
-		return nil, meta.UID, nil
+	if seen.deleting {
+		return nil, seen.uid, nil
 	}
 	var ns corev1.Namespace
 	if err := r.Get(ctx, client.ObjectKey{Name: key.Namespace}, &ns); err != nil {
-		return nil, meta.UID, client.IgnoreNotFound(err)
+		return nil, seen.uid, client.IgnoreNotFound(err)
 	}
 	if !r.scope.Includes(&ns) {
-		return nil, meta.UID, nil
+		return nil, seen.uid, nil
 	}
 	pod = &corev1.Pod{}
-	if err := r.APIReader.Get(ctx, key, pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: meta.ResourceVersion}}); err != nil {
-		return nil, meta.UID, client.IgnoreNotFound(err)
+	if err := r.APIReader.Get(ctx, key, pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: seen.resourceVersion}}); err != nil {
+		return nil, seen.uid, client.IgnoreNotFound(err)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
 		return nil, pod.UID, nil
 	}
 	return pod, pod.UID, nil
-}
-
-// SlimMetadata is the cache's transform of the objects Vigil caches as
-// metadata only, pods: it keeps what the verify path reads from the cache
-// (name, namespace, UID, resourceVersion, deletion timestamp; see fetch and
-// podEvents) and drops the rest, labels, annotations and owners included,
-// which a judgement reads from the pod itself. At 30,000 pods the rest was
-// 400 bytes a pod (BENCHMARKS.md, benchmark 6). Other objects pass as they
-// are; slimming twice changes nothing, as client-go asks of a transform. The
-// namespace is one copy shared by its pods.
-func SlimMetadata(obj any) (any, error) {
-	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-		m.ObjectMeta = metav1.ObjectMeta{
-			Name: m.Name, Namespace: unique.Make(m.Namespace).Value(), UID: m.UID,
-			ResourceVersion: m.ResourceVersion, DeletionTimestamp: m.DeletionTimestamp,
-		}
-	}
-	return obj, nil
-}
-
-// podMetadata is an empty pod as Vigil's cache holds pods: metadata only.
-func podMetadata() *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
-	return m
 }
 
 // decide judges pod against the current policies and settings, as the
@@ -333,25 +309,19 @@ func (r *PodReconciler) setCounts(key types.NamespacedName, results map[string]s
 // keys, with those of the pods that reports may be stale for (gone pods
 // among them, whose reports must go).
 func (r *PodReconciler) queueAll(ctx context.Context, trigger string) []ctrl.Request {
-	reqs := r.queuePods(ctx, trigger)
+	reqs := r.queuePods(trigger, "")
 	for _, key := range r.stale.pods() {
 		reqs = append(reqs, ctrl.Request{NamespacedName: key})
 	}
 	return reqs
 }
 
-// queuePods marks the pods listed with opts as queued for trigger and
-// returns their keys.
-func (r *PodReconciler) queuePods(ctx context.Context, trigger string, opts ...client.ListOption) []ctrl.Request {
-	pods := &metav1.PartialObjectMetadataList{}
-	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.List(ctx, pods, opts...); err != nil {
-		log.FromContext(ctx).Error(err, "list pods to re-judge")
-		return nil
-	}
-	reqs := make([]ctrl.Request, 0, len(pods.Items))
-	for i := range pods.Items {
-		key := client.ObjectKeyFromObject(&pods.Items[i])
+// queuePods marks the pods of namespace (of every namespace when it is
+// empty) as queued for trigger and returns their keys.
+func (r *PodReconciler) queuePods(trigger, namespace string) []ctrl.Request {
+	keys := r.index.keys(namespace)
+	reqs := make([]ctrl.Request, 0, len(keys))
+	for _, key := range keys {
 		r.triggers.Store(key, trigger)
 		reqs = append(reqs, ctrl.Request{NamespacedName: key})
 	}

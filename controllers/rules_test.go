@@ -8,8 +8,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -211,33 +209,5 @@ func TestEvaluatedCondition(t *testing.T) {
 	bad := evaluatedCondition(3, 2)
 	if bad.Status != metav1.ConditionFalse || bad.Reason != v1beta1.ReasonEvaluationErrors || !strings.Contains(bad.Message, "2 running pod(s)") {
 		t.Errorf("2 errors: %+v", bad)
-	}
-}
-
-// The pod metadata cached keeps what the verify path reads and nothing else;
-// whole objects pass unchanged.
-func TestSlimMetadata(t *testing.T) {
-	gone := metav1.Now()
-	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
-		Name: "web-7d9f8-x2x", Namespace: "apps", UID: "u-1", ResourceVersion: "42", DeletionTimestamp: &gone,
-		GenerateName: "web-7d9f8-", Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"a": "b"},
-		OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-7d9f8"}}, Finalizers: []string{"f"},
-	}}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
-	out, err := SlimMetadata(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := metav1.ObjectMeta{Name: "web-7d9f8-x2x", Namespace: "apps", UID: "u-1", ResourceVersion: "42", DeletionTimestamp: &gone}
-	if got := out.(*metav1.PartialObjectMetadata); !equality.Semantic.DeepEqual(got.ObjectMeta, want) || got.Kind != "Pod" {
-		t.Errorf("slimmed to %+v (kind %q), want %+v", got.ObjectMeta, got.Kind, want)
-	}
-	again, _ := SlimMetadata(out)
-	if !equality.Semantic.DeepEqual(again.(*metav1.PartialObjectMetadata).ObjectMeta, want) {
-		t.Errorf("slimming twice changed the object")
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps", Labels: map[string]string{"vigil": "on"}}}
-	if out, _ := SlimMetadata(ns); out.(*corev1.Namespace).Labels["vigil"] != "on" {
-		t.Errorf("a whole object lost its labels")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -115,9 +116,14 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	}
 	deps.Policies.OnChange(func(name string) { policyFeed.add(name) })
 
+	mc, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return fmt.Errorf("metadata client: %w", err)
+	}
+	stale := newStaleReports()
 	pods := &PodReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Deps: deps,
-		scope: scope, events: events, tally: counts, stale: newStaleReports(), own: newOwnWrites(),
+		scope: scope, events: events, tally: counts, index: newPodIndex(mc, stale), stale: stale, own: newOwnWrites(),
 		open: open, now: time.Now, clockRecheck: o.ClockRecheck,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
@@ -148,10 +154,11 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pod").
 		// Pods are cached as metadata only (see PodReconciler.fetch).
-		WatchesMetadata(&corev1.Pod{}, podEvents{EventHandler: &handler.EnqueueRequestForObject{}, stale: pods.stale}).
+		// Pods are not cached: podIndex keeps what is known of them.
+		WatchesRawSource(pods.index).
 		Watches(deps.Reports.NewObject(), reportEvents{api: deps.Reports, stale: pods.stale, own: pods.own}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
-			return pods.queuePods(ctx, metrics.TriggerPod, client.InNamespace(obj.GetName()))
+			return pods.queuePods(metrics.TriggerPod, obj.GetName())
 		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deletionStarted))).
 		WatchesRawSource(allPods.source(func(ctx context.Context) []ctrl.Request {
 			return pods.queueAll(ctx, metrics.TriggerPolicy)

@@ -1,15 +1,10 @@
 package controllers
 
 import (
-	"context"
 	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // staleReports remembers, per pod, the names of reports that may not be
@@ -68,18 +63,4 @@ func (s *staleReports) done(pod types.NamespacedName, handled []string) {
 		return
 	}
 	s.names[pod] = left
-}
-
-// podEvents queues the pod of every event, as EnqueueRequestForObject does,
-// and notes the report of a deleted pod as stale.
-type podEvents struct {
-	handler.EventHandler
-	stale *staleReports
-}
-
-func (h podEvents) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	if e.Object != nil && e.Object.GetUID() != "" {
-		h.stale.add(types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}, string(e.Object.GetUID()))
-	}
-	h.EventHandler.Delete(ctx, e, q)
 }

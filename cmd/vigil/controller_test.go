@@ -16,6 +16,7 @@ func TestControllerFlagBounds(t *testing.T) {
 		{[]string{"--attestation-cache-mib", "-5"}, "--attestation-cache-mib must be positive, not -5"},
 		{[]string{"--registry-qps", "0"}, "--registry-qps must be positive, not 0"},
 		{[]string{"--verification-pass-ttl", "0s"}, "--verification-pass-ttl must be positive, not 0s"},
+		{[]string{"--gc-percent", "-1"}, "--gc-percent must be 0 or more, not -1"},
 	} {
 		_, code, err := runVigil(t, append([]string{"controller"}, tc.args...)...)
 		if code != exitBadInput || err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -238,20 +238,6 @@ func (m *Manager) VerifyDeps() controllers.Deps {
 		Verifier: m.Verifier, Keychains: m.Keychains}
 }
 
-// stripManagedFields is controller-runtime's transform that drops
-// managedFields.
-var stripManagedFields = cache.TransformStripManagedFields()
-
-// slimObjects is the cache's transform of every object without one of its
-// own.
-func slimObjects(obj any) (any, error) {
-	obj, err := stripManagedFields(obj)
-	if err != nil {
-		return nil, err
-	}
-	return controllers.SlimMetadata(obj)
-}
-
 // New builds the manager. Register webhook handlers on m.Webhook and
 // reconcilers on m before calling m.Start.
 func New(cfg *rest.Config, opts Options) (*Manager, error) {
@@ -291,9 +277,8 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 			},
 		},
 			// managedFields is never read and is a large part of every object.
-			// Pods are cached as metadata only, and of that only what the verify
-			// path reads (controllers.SlimMetadata).
-			DefaultTransform: slimObjects,
+			// (Pods are not cached: see controllers.podIndex.)
+			DefaultTransform: cache.TransformStripManagedFields(),
 		},
 	})
 	if err != nil {

@@ -23,6 +23,15 @@ const (
 	DefaultMemoryLimitPercent = 35
 )
 
+// DefaultGCPercent is Go's GOGC for the controller: the heap may grow by
+// half what is live before a collection, not by all of it as Go's default
+// lets it. Most of a replica's heap at scale is its caches, which live as
+// long as the pods do, so Go's default doubles them in the peak the process
+// holds: at 30,000 pods this keeps about 30 MiB out of its resident memory
+// for a few more collections during a policy change (BENCHMARKS.md,
+// benchmark 6).
+const DefaultGCPercent = 50
+
 // GoMemoryLimit is percent of the memory limit value (bytes, or a Kubernetes
 // quantity such as 768Mi); 0, for no limit, when value is empty or percent 0.
 func GoMemoryLimit(value string, percent int) (int64, error) {
