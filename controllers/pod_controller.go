@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/report"
@@ -43,6 +42,8 @@ type PodReconciler struct {
 	tally  *tally
 	// index is what is known of every pod without reading it.
 	index *podIndex
+	// reports is what is held of every report Vigil wrote.
+	reports *reportIndex
 	// stale names reports that may belong to an earlier pod of a name.
 	stale *staleReports
 	// own tells the report events of Vigil's own writes.
@@ -95,10 +96,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		log.FromContext(ctx).Error(err, "cannot read pod for judgement")
 		return ctrl.Result{}, r.forget(ctx, req.NamespacedName, "", append(stale, string(uid)))
 	}
-	current, err := r.currentReport(ctx, pod)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	current := r.currentReport(pod)
 	plan := report.MakePlan(r.Reports, pod, d, current, r.now())
 	if err := r.apply(ctx, plan, current == nil); err != nil {
 		return ctrl.Result{}, err
@@ -173,15 +171,14 @@ func (r *PodReconciler) decide(ctx context.Context, pod *corev1.Pod, trigger str
 	return d, nil
 }
 
-// currentReport is the pod's report as Vigil's cache holds it (compacted),
-// or nil.
-func (r *PodReconciler) currentReport(ctx context.Context, pod *corev1.Pod) (*reportsv1alpha2.PolicyReport, error) {
-	obj := r.Reports.NewObject()
-	if err := r.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: report.Name(pod)}, obj); err != nil {
-		return nil, client.IgnoreNotFound(err)
+// currentReport is what Vigil holds of the pod's report, or nil when it
+// has none.
+func (r *PodReconciler) currentReport(pod *corev1.Pod) *report.Held {
+	h, ok := r.reports.get(types.NamespacedName{Namespace: pod.Namespace, Name: report.Name(pod)})
+	if !ok {
+		return nil
 	}
-	rep, _ := r.Reports.FromStored(obj)
-	return rep, nil
+	return &h
 }
 
 // apply writes the planned report by server-side apply, when it changed.
@@ -228,21 +225,20 @@ func applyConfiguration(obj client.Object) (*unstructured.Unstructured, error) {
 }
 
 // forget deletes the reports named, but the one of the pod with UID keep,
-// that Vigil's cache holds, and drops the pod key from the counts when keep
+// that Vigil holds (reportIndex), and drops the pod key from the counts when keep
 // is empty. The names are then no longer noted as stale.
 func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, keep types.UID, names []string) error {
 	for _, name := range names {
 		if name == "" || name == string(keep) {
 			continue
 		}
-		obj := r.Reports.NewObject()
 		reportKey := types.NamespacedName{Namespace: key.Namespace, Name: name}
-		if err := r.Get(ctx, reportKey, obj); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue // gone already, or never written
-			}
-			return err
+		if _, ok := r.reports.get(reportKey); !ok {
+			continue // gone already, or never written
 		}
+		obj := r.Reports.NewObject()
+		obj.SetNamespace(reportKey.Namespace)
+		obj.SetName(reportKey.Name)
 		r.own.expectDeletion(reportKey)
 		if err := r.Delete(ctx, obj); err != nil {
 			r.own.cancel(reportKey)

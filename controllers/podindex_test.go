@@ -33,7 +33,7 @@ func drain(q queue) []string {
 // that went while the watch was down from those that did not change.
 func TestPodIndex(t *testing.T) {
 	stale := newStaleReports()
-	x := &podIndex{stale: stale, pods: map[types.NamespacedName]podEntry{}, synced: make(chan struct{})}
+	x := newPodIndexFrom(nil, stale)
 	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[ctrl.Request]())
 	defer q.ShutDown()
 	x.q.Store(&q)

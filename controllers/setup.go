@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
-	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 	"github.com/vigil-dev/vigil/internal/metrics"
 	"github.com/vigil-dev/vigil/internal/policy"
 	"github.com/vigil-dev/vigil/internal/policystore"
@@ -120,10 +119,15 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	if err != nil {
 		return fmt.Errorf("metadata client: %w", err)
 	}
-	stale := newStaleReports()
+	wc, err := client.NewWithWatch(mgr.GetConfig(), client.Options{HTTPClient: mgr.GetHTTPClient(), Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return fmt.Errorf("watching client: %w", err)
+	}
+	stale, own := newStaleReports(), newOwnWrites()
 	pods := &PodReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Deps: deps,
-		scope: scope, events: events, tally: counts, index: newPodIndex(mc, stale), stale: stale, own: newOwnWrites(),
+		scope: scope, events: events, tally: counts, stale: stale, own: own,
+		index: newPodIndex(mc, stale), reports: newReportIndex(wc, deps.Reports, own, stale),
 		open: open, now: time.Now, clockRecheck: o.ClockRecheck,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
@@ -140,7 +144,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	deps.Policies.OnChange(func(string) { allPods.fire() })
 	deps.Settings.OnChange(allPods.fire)
 	if err := mgr.Add(&verifyPath{
-		reader: mgr.GetClient(), deps: deps, tally: counts, open: open,
+		reports: pods.reports, deps: deps, tally: counts, open: open,
 		allPods: allPods, allPolicies: allPolicies,
 	}); err != nil {
 		return err
@@ -156,7 +160,8 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		// Pods are cached as metadata only (see PodReconciler.fetch).
 		// Pods are not cached: podIndex keeps what is known of them.
 		WatchesRawSource(pods.index).
-		Watches(deps.Reports.NewObject(), reportEvents{api: deps.Reports, stale: pods.stale, own: pods.own}).
+		// Reports are not cached: reportIndex holds what is needed of them.
+		WatchesRawSource(pods.reports).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []ctrl.Request {
 			return pods.queuePods(metrics.TriggerPod, obj.GetName())
 		}), builder.WithPredicates(predicate.Or(predicate.LabelChangedPredicate{}, deletionStarted))).
@@ -175,7 +180,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 // reports that exist (so pod counts survive a restart rather than drop to
 // zero until every pod is judged again), then queues every pod and policy.
 type verifyPath struct {
-	reader               client.Reader
+	reports              *reportIndex
 	deps                 Deps
 	tally                *tally
 	open                 *atomic.Bool
@@ -191,31 +196,14 @@ func (v *verifyPath) Start(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	list := v.deps.Reports.NewList()
-	if err := v.reader.List(ctx, list); err != nil {
-		return fmt.Errorf("list %ss to count pods: %w", v.deps.Reports.Kind(), err)
+	if err := v.reports.WaitForSync(ctx); err != nil {
+		return nil // stopping
 	}
-	v.tally.seed(podResults(v.deps.Reports.Items(list)))
+	v.tally.seed(v.reports.podResults())
 	v.open.Store(true)
 	v.allPolicies.fire()
 	v.allPods.fire()
 	return nil
-}
-
-// podResults are the results the reports state, by pod.
-func podResults(reports []reportsv1alpha2.PolicyReport) map[types.NamespacedName]map[string]string {
-	out := make(map[types.NamespacedName]map[string]string, len(reports))
-	for _, rep := range reports {
-		if rep.Scope == nil || rep.Scope.Kind != "Pod" {
-			continue
-		}
-		results := make(map[string]string, len(rep.Results))
-		for _, res := range rep.Results {
-			results[res.Policy] = string(res.Result)
-		}
-		out[types.NamespacedName{Namespace: rep.Namespace, Name: rep.Scope.Name}] = results
-	}
-	return out
 }
 
 func listPolicies(ctx context.Context, c client.Reader) []ctrl.Request {

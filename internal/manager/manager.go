@@ -14,7 +14,6 @@ import (
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -269,15 +268,10 @@ func New(cfg *rest.Config, opts Options) (*Manager, error) {
 			// Secret its webhook certificate: never cluster-wide.
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 			&corev1.Secret{}:    {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
-			// Only Vigil's own reports, of the one API it writes (the other
-			// API's CRD need not be installed), compacted.
-			api.NewObject(): {
-				Label:     labels.SelectorFromSet(labels.Set{report.ManagedByLabel: report.ManagedByValue}),
-				Transform: report.Compact,
-			},
 		},
 			// managedFields is never read and is a large part of every object.
-			// (Pods are not cached: see controllers.podIndex.)
+			// Pods and reports are not cached: the verify path keeps what it
+			// needs of them (controllers.podIndex, controllers.reportIndex).
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
 	})

@@ -18,8 +18,8 @@ const (
 	// share the container: the one that compiles a new policy (stopped past
 	// 256 MiB) and the two that evaluate CUE and Rego (each stopped past 192
 	// MiB), and to what Go does not account for. Vigil itself needs about
-	// 70 MiB plus 7 KiB per pod (BENCHMARKS.md, benchmark 6): 358 MiB covers
-	// 30,000 pods with room for the collector.
+	// 75 MiB plus 1.7 KiB per pod (BENCHMARKS.md, benchmark 6): 358 MiB covers
+	// well over 100,000 pods with room for the collector.
 	DefaultMemoryLimitPercent = 35
 )
 
@@ -27,8 +27,9 @@ const (
 // half what is live before a collection, not by all of it as Go's default
 // lets it. Most of a replica's heap at scale is its caches, which live as
 // long as the pods do, so Go's default doubles them in the peak the process
-// holds: at 30,000 pods this keeps about 30 MiB out of its resident memory
-// for a few more collections during a policy change (BENCHMARKS.md,
+// holds: at 30,000 pods this keeps about 15 MiB out of its resident memory
+// (122.5 against 136.8 MiB), for collections twice as frequent, which a
+// policy change over 2,000 pods did not show in its time (BENCHMARKS.md,
 // benchmark 6).
 const DefaultGCPercent = 50
 

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"unique"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	openreportsv1alpha1 "github.com/vigil-dev/vigil/apis/openreports/v1alpha1"
@@ -18,24 +17,21 @@ import (
 // the whole result as stored, timestamp aside.
 const digestPrefix = "vigil-digest:"
 
-// Compact turns a stored report into the form Vigil's cache keeps (it is the
-// cache's transform). Of each result it keeps the policy, the result word and
-// the timestamp, which Plan reads, and in place of the description,
-// properties and subjects, which are most of a report, a digest of the whole
-// result as stored, so that any change to it, by Vigil or anyone else, still
-// shows (Fingerprint). Compacted descriptions exist only in Vigil's memory;
-// nothing compacted is ever written. The labels, when they are only Vigil's
-// own, become one map shared by every cached report. A report holds a result
-// per policy matching its pod, and the cache one report per pod, so this is
-// most of what Vigil keeps per pod.
+// Compact turns a stored report into the form Hold reads, and whose
+// fingerprint Vigil compares. Of each result it keeps the policy, the result
+// word and the timestamp, which MakePlan reads, and in place of the
+// description, properties and subjects, which are most of a report, a
+// digest of the whole result as stored, so that any change to it, by Vigil
+// or anyone else, still shows (Fingerprint). Compacted descriptions exist
+// only in Vigil's memory; nothing compacted is ever written.
 //
 // It returns obj, changed in place; objects of other types are returned as
 // they are. A compacted result is left alone, so compacting twice changes
-// nothing, as client-go asks of a transform.
+// nothing.
 func Compact(obj any) (any, error) {
 	switch r := obj.(type) {
 	case *reportsv1alpha2.PolicyReport:
-		shareStrings(&r.TypeMeta, &r.ObjectMeta, r.Scope)
+		r.ManagedFields = nil
 		for i := range r.Results {
 			res := &r.Results[i]
 			if !compacted(res.Description, res.Properties) {
@@ -44,10 +40,9 @@ func Compact(obj any) (any, error) {
 					Description: digest(res, &res.Timestamp),
 				}
 			}
-			res.Policy, res.Result = intern(res.Policy), intern(res.Result)
 		}
 	case *openreportsv1alpha1.Report:
-		shareStrings(&r.TypeMeta, &r.ObjectMeta, r.Scope)
+		r.ManagedFields = nil
 		for i := range r.Results {
 			res := &r.Results[i]
 			if !compacted(res.Description, res.Properties) {
@@ -56,38 +51,12 @@ func Compact(obj any) (any, error) {
 					Description: digest(res, &res.Timestamp),
 				}
 			}
-			res.Policy, res.Result = intern(res.Policy), intern(res.Result)
 		}
 	}
 	return obj, nil
 }
 
-// shareStrings drops a cached report's managed fields and makes its strings
-// share memory where their values are shared: the words every report holds
-// (API version, kind, namespace, labels) are one copy for all reports, and
-// the pod's name and UID, which the report's name, owner and scope each
-// repeat, one copy per report. Decoding gives every field its own copy;
-// this halves what a compacted report of one result keeps (TestCompactedSize).
-func shareStrings(tm *metav1.TypeMeta, m *metav1.ObjectMeta, scope *corev1.ObjectReference) {
-	m.ManagedFields = nil
-	m.Labels = sharedLabels(m.Labels)
-	tm.APIVersion, tm.Kind = intern(tm.APIVersion), intern(tm.Kind)
-	m.Namespace = intern(m.Namespace)
-	uid, name := m.Name, ""
-	for i := range m.OwnerReferences {
-		o := &m.OwnerReferences[i]
-		o.APIVersion, o.Kind = intern(o.APIVersion), intern(o.Kind)
-		o.UID = sameString(o.UID, uid)
-		name = o.Name
-	}
-	if scope != nil {
-		scope.APIVersion, scope.Kind, scope.Namespace = intern(scope.APIVersion), intern(scope.Kind), intern(scope.Namespace)
-		scope.UID = sameString(scope.UID, uid)
-		scope.Name = sameString(scope.Name, name)
-	}
-}
-
-// Compacted is rep as Vigil's cache would hold it once stored in api.
+// Compacted is rep compacted as Vigil reads it once stored in api.
 func Compacted(api API, rep *reportsv1alpha2.PolicyReport) *reportsv1alpha2.PolicyReport {
 	stored := api.ToStored(rep.DeepCopy())
 	_, _ = Compact(stored)
@@ -125,28 +94,8 @@ func compacted(description string, properties map[string]string) bool {
 	return strings.HasPrefix(description, digestPrefix) && len(properties) == 0
 }
 
-// intern is the one copy of s that every cached report shares.
+// intern is the one copy of s that every held report shares.
 func intern[S ~string](s S) S { return S(unique.Make(string(s)).Value()) }
-
-// sameString is s, held in like's memory when their values are equal.
-func sameString[S, L ~string](s S, like L) S {
-	if string(s) == string(like) {
-		return S(like)
-	}
-	return s
-}
-
-// vigilLabels is the labels map of every cached report labelled only as
-// Vigil's. Nothing writes to a cached object (reads deep-copy it), so one
-// map serves them all.
-var vigilLabels = map[string]string{ManagedByLabel: ManagedByValue}
-
-func sharedLabels(l map[string]string) map[string]string {
-	if len(l) == 1 && l[ManagedByLabel] == ManagedByValue {
-		return vigilLabels
-	}
-	return l
-}
 
 // digest is the digest of result with its timestamp (which ts points into)
 // zeroed for the moment.

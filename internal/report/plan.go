@@ -77,13 +77,12 @@ func IsDrift(from, to reportsv1alpha2.Result, firstJudgement bool) bool {
 	return !firstJudgement || to == reportsv1alpha2.ResultFail
 }
 
-// MakePlan states decision d for pod against current, the pod's report as
-// Vigil's cache holds it (compacted), or nil when it has none. The reports
-// are stored in api.
-func MakePlan(api API, pod *corev1.Pod, d policy.Decision, current *reportsv1alpha2.PolicyReport, now time.Time) Plan {
+// MakePlan states decision d for pod against current, what Vigil holds of
+// the pod's report, or nil when it has none. The reports are stored in api.
+func MakePlan(api API, pod *corev1.Pod, d policy.Decision, current *Held, now time.Time) Plan {
 	want := Desired(pod, d, now)
 	compact := Compacted(api, want)
-	previous := map[string]reportsv1alpha2.PolicyReportResult{}
+	previous := map[string]HeldResult{}
 	if current != nil {
 		for _, res := range current.Results {
 			previous[res.Policy] = res
@@ -92,7 +91,7 @@ func MakePlan(api API, pod *corev1.Pod, d policy.Decision, current *reportsv1alp
 	p := Plan{Report: want}
 	for i, res := range compact.Results {
 		prev, had := previous[res.Policy]
-		if had && prev.Result == res.Result && prev.Description == res.Description {
+		if had && prev.Result == res.Result && prev.Digest == res.Description {
 			// Unchanged: it keeps the time it was first stated.
 			compact.Results[i].Timestamp = prev.Timestamp
 			want.Results[i].Timestamp = prev.Timestamp
@@ -105,6 +104,6 @@ func MakePlan(api API, pod *corev1.Pod, d policy.Decision, current *reportsv1alp
 		p.Transitions = append(p.Transitions, t)
 	}
 	p.Fingerprint = Fingerprint(compact)
-	p.Changed = current == nil || Fingerprint(current) != p.Fingerprint
+	p.Changed = current == nil || current.Fingerprint != p.Fingerprint
 	return p
 }

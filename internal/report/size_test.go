@@ -14,8 +14,8 @@ import (
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
 )
 
-// storedReports are n reports of one result as the API server sends them
-// to Vigil's cache: JSON, with the fields the server sets.
+// storedReports are n reports of one result as the API server sends them:
+// JSON, with the fields the server sets.
 func storedReports(n int) [][]byte {
 	raw := make([][]byte, n)
 	for i := range n {
@@ -32,63 +32,74 @@ func storedReports(n int) [][]byte {
 	return raw
 }
 
-func decodeCompacted(t testing.TB, raw []byte) *reportsv1alpha2.PolicyReport {
+func decodeHeld(t testing.TB, raw []byte) Held {
 	r := &reportsv1alpha2.PolicyReport{}
 	if err := json.Unmarshal(raw, r); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Compact(r); err != nil {
-		t.Fatal(err)
+	h, ok := Hold(WGPolicy, r)
+	if !ok {
+		t.Fatalf("a PolicyReport not held")
 	}
-	return r
+	return h
 }
 
-// TestCompactSharesStrings: of two cached reports, the words every report
-// holds are one copy, and within one report the pod's UID (the report's
-// name, its owner's and its scope's UID) and name (owner and scope) are one
-// copy each.
-func TestCompactSharesStrings(t *testing.T) {
+// TestHold: what is held of a report names its pod, fingerprints it as
+// stored, and keeps its results, the words of which are one copy for every
+// report.
+func TestHold(t *testing.T) {
 	raw := storedReports(2)
-	a, b := decodeCompacted(t, raw[0]), decodeCompacted(t, raw[1])
-	same := func(what string, x, y string) {
-		t.Helper()
-		if x != y || unsafe.StringData(x) != unsafe.StringData(y) {
-			t.Errorf("%s: %q and %q are separate copies", what, x, y)
-		}
+	a, b := decodeHeld(t, raw[0]), decodeHeld(t, raw[1])
+	if a.Pod != "w-042-7d9f8c6b5-00000" || len(a.Results) != 1 || a.Results[0].Policy != "bench-flip" || a.Results[0].Result != reportsv1alpha2.ResultPass || a.Results[0].Timestamp.Seconds != t0.Unix() {
+		t.Errorf("held %+v", a)
 	}
-	same("API versions", a.APIVersion, b.APIVersion)
-	same("namespaces", a.Namespace, b.Namespace)
-	same("scope kinds", a.Scope.Kind, b.Scope.Kind)
-	same("owner kinds", a.OwnerReferences[0].Kind, b.OwnerReferences[0].Kind)
-	same("policies", a.Results[0].Policy, b.Results[0].Policy)
-	same("results", string(a.Results[0].Result), string(b.Results[0].Result))
-	same("report name and owner UID", a.Name, string(a.OwnerReferences[0].UID))
-	same("report name and scope UID", a.Name, string(a.Scope.UID))
-	same("owner and scope name", a.OwnerReferences[0].Name, a.Scope.Name)
-	if a.Scope.Name == b.Scope.Name {
-		t.Errorf("two reports name the same pod")
+	r := &reportsv1alpha2.PolicyReport{}
+	_ = json.Unmarshal(raw[0], r)
+	if want := Fingerprint(Compacted(WGPolicy, r)); a.Fingerprint != want {
+		t.Errorf("fingerprint %s, want the stored report's %s", a.Fingerprint, want)
+	}
+	if unsafe.StringData(a.Results[0].Policy) != unsafe.StringData(b.Results[0].Policy) || unsafe.StringData(string(a.Results[0].Result)) != unsafe.StringData(string(b.Results[0].Result)) {
+		t.Errorf("two held reports keep their own copies of the same words")
+	}
+	if _, ok := Hold(WGPolicy, &corev1.Pod{}); ok {
+		t.Errorf("a pod was held as a report")
 	}
 }
 
-// BenchmarkCompactedReport reports the heap a cached report of one result
-// keeps (retained-B/report): most of what Vigil holds per pod.
-func BenchmarkCompactedReport(b *testing.B) {
+// BenchmarkHeldReport reports the heap what is held of a report of one
+// result keeps (retained-B/report), beside the whole report compacted, as
+// Vigil's informer cache kept it before (compacted-B/report).
+func BenchmarkHeldReport(b *testing.B) {
 	const n = 10000
 	raw := storedReports(n)
-	keep := make([]*reportsv1alpha2.PolicyReport, n)
-	var before, after runtime.MemStats
-	b.ResetTimer()
-	for range b.N {
-		clear(keep)
+	held := make([]Held, n)
+	whole := make([]*reportsv1alpha2.PolicyReport, n)
+	retained := func(keep func(i int)) float64 {
+		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		for i := range n {
-			keep[i] = decodeCompacted(b, raw[i])
+			keep(i)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
+		return float64(after.HeapAlloc-before.HeapAlloc) / n
 	}
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "retained-B/report")
+	var h, w float64
+	for range b.N {
+		clear(held)
+		clear(whole)
+		h = retained(func(i int) { held[i] = decodeHeld(b, raw[i]) })
+		w = retained(func(i int) {
+			r := &reportsv1alpha2.PolicyReport{}
+			_ = json.Unmarshal(raw[i], r)
+			_, _ = Compact(r)
+			whole[i] = r
+		})
+	}
+	b.ReportMetric(h, "retained-B/report")
+	b.ReportMetric(w, "compacted-B/report")
 	b.ReportMetric(float64(len(raw[0])), "stored-B/report")
-	runtime.KeepAlive(keep)
+	runtime.KeepAlive(held)
+	runtime.KeepAlive(whole)
 }
