@@ -157,3 +157,29 @@ func (ap *attestationPolicy) judgeOnClock(ctx context.Context, key [sha256.Size]
 	}
 	return r, at
 }
+
+// bodyTurn is when the verdict of a CIP-level Rego body that reads the
+// clock (the catalog's maximum image age) on input next changes, zero when
+// the body does not read the clock, could not be evaluated, or does not
+// turn within turnHorizon. As for attestations, the turn is looked for once
+// per input and verdict (p.turns), so the replicas of a workload share the
+// search; the probes run in this process, within the decision's budget.
+func (p *CompiledPolicy) bodyTurn(ctx context.Context, in evalInput, r bodyResult) time.Time {
+	e, ok := p.body.(*regoEvaluator)
+	if !ok || !e.timeDependent() || r.errored || ctx.Err() != nil {
+		return time.Time{}
+	}
+	now, v := e.clock(), verdictOf(r)
+	if t, ok := p.turns.get(in.key); ok && t.holds(now, v) {
+		return t.at
+	}
+	input, err := regoInput(in.json)
+	if err != nil {
+		return time.Time{}
+	}
+	at := nextTurn(ctx, now, v, func(t time.Time) verdict { return verdictOf(e.evaluateAt(ctx, input, t)) })
+	if ctx.Err() == nil {
+		p.turns.put(in.key, turn{verdict: v, found: now, at: at})
+	}
+	return at
+}

@@ -117,6 +117,41 @@ func TestTimeDependentBodyIsNotCached(t *testing.T) {
 	}
 }
 
+// TestBodyTurn: a CIP-level Rego body that reads the clock is judged again
+// at the moment its verdict turns when that comes before the periodic
+// recheck, found once per input; a body that does not turn within the
+// horizon leaves the periodic recheck alone.
+func TestBodyTurn(t *testing.T) {
+	now := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	deadline := now.Add(90 * time.Second)
+	src := "package sigstore\nisCompliant { time.now_ns() < time.parse_rfc3339_ns(\"" + deadline.Format(time.RFC3339) + "\") }"
+	p := mustCompile(t, newCIP("deadline", withRego(src)))
+	e := p.body.(*regoEvaluator)
+	e.now = clockAt(now)
+	set := NewSet([]*CompiledPolicy{p}, nil)
+	opts := Options{ClockRecheck: 5 * time.Minute, Now: clockAt(now)}
+	d := set.Decide(t.Context(), obj(t, podYAML("nginx")), opts)
+	if r := d.Results[0]; r.Result != ResultPass || !r.TimeDependent {
+		t.Fatalf("before the deadline: %s (time-dependent %v): %s", r.Result, r.TimeDependent, r.Message)
+	}
+	if !d.RecheckAt.Equal(deadline) {
+		t.Errorf("RecheckAt %s after now, want the deadline, %s", d.RecheckAt.Sub(now), deadline.Sub(now))
+	}
+	if n := len(p.turns.cur) + len(p.turns.prev); n != 1 {
+		t.Errorf("%d turns held, want the one found", n)
+	}
+	// Past the deadline the verdict no longer turns: the periodic recheck.
+	e.now = clockAt(deadline.Add(time.Second))
+	opts.Now = clockAt(deadline.Add(time.Second))
+	d = set.Decide(t.Context(), obj(t, podYAML("nginx")), opts)
+	if r := d.Results[0]; r.Result != ResultFail {
+		t.Fatalf("past the deadline: %s", r.Result)
+	}
+	if want := deadline.Add(time.Second + 5*time.Minute); !d.RecheckAt.Equal(want) {
+		t.Errorf("RecheckAt %s, want the periodic recheck at %s", d.RecheckAt, want)
+	}
+}
+
 // TestSpreadClockRechecks: pods judged at the same moment by a body that
 // reads the clock are judged again at different moments, each within the
 // last tenth of ClockRecheck before its bound, the same one every time for a

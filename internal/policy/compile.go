@@ -129,6 +129,9 @@ type CompiledPolicy struct {
 	signatures bool
 	// cache holds body results by input hash.
 	cache *resultCache
+	// turns holds, for a body that reads the clock, when its verdict on an
+	// input next changes, by input hash (bodyTurn).
+	turns *boundedCache[turn]
 	// typ is the body's type for Observer: cue, rego or static.
 	typ string
 	// workers evaluate the body when set; see Compiler.Workers.
@@ -229,6 +232,7 @@ func (c Compiler) Compile(cip *v1beta1.ClusterImagePolicy) (*CompiledPolicy, err
 		Warnings:   v.warnings.lines(),
 		matcher:    m,
 		cache:      newResultCache(resultCacheSize),
+		turns:      newBoundedCache[turn](resultCacheSize),
 		report:     fields,
 	}
 	for i := range spec.Authorities {

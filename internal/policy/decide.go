@@ -506,7 +506,9 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 			timeDependent = timeDependent || p.body.timeDependent()
 			if !evaluated || !bytes.Equal(bodyFor, out.matchesJSON) || !bytes.Equal(configFor, out.configJSON) {
 				in.cur = out
-				body = p.evaluateBody(b, in)
+				var turn time.Time
+				body, turn = p.evaluateBody(b, in)
+				recheck = earliest(recheck, turn)
 				in.cur = nil
 				bodyReason = ""
 				if body.err != nil {
@@ -554,16 +556,17 @@ func (p *CompiledPolicy) judge(b *budget, obj *Object, images []*parsedImage, in
 
 // evaluateBody evaluates the policy's body for the object, within b; CUE's
 // errors are explained against the object's own input.
-func (p *CompiledPolicy) evaluateBody(b *budget, in *inputBuilder) bodyResult {
+func (p *CompiledPolicy) evaluateBody(b *budget, in *inputBuilder) (bodyResult, time.Time) {
 	input := in.build(p)
 	body, read := p.evalBody(b, input)
 	if len(body.cueErrs) > 0 {
 		body.findings = cueFindings(body.cueErrs, input)
 	}
+	turn := p.bodyTurn(b.ctx, input, body)
 	if !read {
 		input.release()
 	}
-	return body
+	return body, turn
 }
 
 // bodyTypeLabel is the policy's type for Observer: cue, rego or static.
