@@ -157,7 +157,6 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pod").
-		// Pods are cached as metadata only (see PodReconciler.fetch).
 		// Pods are not cached: podIndex keeps what is known of them.
 		WatchesRawSource(pods.index).
 		// Reports are not cached: reportIndex holds what is needed of them.

@@ -3,7 +3,6 @@ package report
 import (
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	openreportsv1alpha1 "github.com/vigil-dev/vigil/apis/openreports/v1alpha1"
@@ -96,32 +95,6 @@ func (a API) FromStored(obj client.Object) (*reportsv1alpha2.PolicyReport, bool)
 		return fromReport(in), a == OpenReports
 	}
 	return nil, false
-}
-
-// Items converts a stored list.
-func (a API) Items(l client.ObjectList) []reportsv1alpha2.PolicyReport {
-	switch list := l.(type) {
-	case *reportsv1alpha2.PolicyReportList:
-		return list.Items
-	case *openreportsv1alpha1.ReportList:
-		out := make([]reportsv1alpha2.PolicyReport, 0, len(list.Items))
-		for i := range list.Items {
-			out = append(out, *fromReport(&list.Items[i]))
-		}
-		return out
-	}
-	return nil
-}
-
-// ScopeOf is a stored report's scope, or nil.
-func ScopeOf(obj client.Object) *corev1.ObjectReference {
-	switch r := obj.(type) {
-	case *reportsv1alpha2.PolicyReport:
-		return r.Scope
-	case *openreportsv1alpha1.Report:
-		return r.Scope
-	}
-	return nil
 }
 
 // fromReport converts a Report to a PolicyReport. The top-level source and
