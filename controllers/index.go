@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
@@ -17,8 +18,8 @@ import (
 // informer cache of the objects, and is a source of the pod controller:
 // client-go's reflector lists and watches into it (resuming, relisting,
 // bookmarks), and it tells its owner what appeared, changed or went, so the
-// owner can queue pods. The pod and report indexes are indexes (podindex.go,
-// reportindex.go); docs/design-changes.md says why.
+// owner can queue pods. podIndex and reportIndex are built on it
+// (podindex.go, reportindex.go); docs/design-changes.md says why.
 type index[E any] struct {
 	name     string
 	lw       cache.ListerWatcher
@@ -114,16 +115,20 @@ func (x *index[E]) Delete(obj any) error {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	key, e, err := x.entry(obj)
+	o, err := meta.Accessor(obj)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s index: %w", x.name, err)
 	}
+	key := types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
 	x.mu.Lock()
-	if last, ok := x.items[key]; ok {
-		e = last
-	}
+	e, held := x.items[key]
 	delete(x.items, key)
 	x.mu.Unlock()
+	if !held { // the last entry is what went; only an object never seen needs one made
+		if _, e, err = x.entry(obj); err != nil {
+			return err
+		}
+	}
 	x.gone(key, e)
 	return nil
 }

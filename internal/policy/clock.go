@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // TimeDependent reports whether the policy reads the clock (Rego's
@@ -144,18 +146,30 @@ func (ap *attestationPolicy) judgeOnClock(ctx context.Context, key [sha256.Size]
 	}
 	now := e.clock()
 	r := ap.named(e.evaluateAt(ctx, input, now))
-	v := verdictOf(r)
-	if t, ok := ap.turns.get(key); ok && t.holds(now, v) {
-		return r, t.at
+	return r, e.turnOf(ctx, ap.turns, key, now, verdictOf(r), func() (ast.Value, error) { return input, nil })
+}
+
+// turnOf is when e's verdict v on the input key, found at now, next
+// changes: the turn held in turns while it still answers, else what a search
+// (nextTurn) finds, which turns then holds. parse gives the input, read
+// only for a search. Zero when nothing changes within turnHorizon, or when
+// the input cannot be read or ctx ends first.
+func (e *regoEvaluator) turnOf(ctx context.Context, turns *boundedCache[turn], key [sha256.Size]byte, now time.Time, v verdict, parse func() (ast.Value, error)) time.Time {
+	if t, ok := turns.get(key); ok && t.holds(now, v) {
+		return t.at
 	}
 	if ctx.Err() != nil {
-		return r, time.Time{}
+		return time.Time{}
+	}
+	input, err := parse()
+	if err != nil {
+		return time.Time{}
 	}
 	at := nextTurn(ctx, now, v, func(t time.Time) verdict { return verdictOf(e.evaluateAt(ctx, input, t)) })
 	if ctx.Err() == nil {
-		ap.turns.put(key, turn{verdict: v, found: now, at: at})
+		turns.put(key, turn{verdict: v, found: now, at: at})
 	}
-	return r, at
+	return at
 }
 
 // bodyTurn is when the verdict of a CIP-level Rego body that reads the
@@ -166,20 +180,8 @@ func (ap *attestationPolicy) judgeOnClock(ctx context.Context, key [sha256.Size]
 // search; the probes run in this process, within the decision's budget.
 func (p *CompiledPolicy) bodyTurn(ctx context.Context, in evalInput, r bodyResult) time.Time {
 	e, ok := p.body.(*regoEvaluator)
-	if !ok || !e.timeDependent() || r.errored || ctx.Err() != nil {
+	if !ok || !e.timeDependent() || r.errored {
 		return time.Time{}
 	}
-	now, v := e.clock(), verdictOf(r)
-	if t, ok := p.turns.get(in.key); ok && t.holds(now, v) {
-		return t.at
-	}
-	input, err := regoInput(in.json)
-	if err != nil {
-		return time.Time{}
-	}
-	at := nextTurn(ctx, now, v, func(t time.Time) verdict { return verdictOf(e.evaluateAt(ctx, input, t)) })
-	if ctx.Err() == nil {
-		p.turns.put(in.key, turn{verdict: v, found: now, at: at})
-	}
-	return at
+	return e.turnOf(ctx, p.turns, in.key, e.clock(), verdictOf(r), func() (ast.Value, error) { return regoInput(in.json) })
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strings"
-	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -34,22 +33,24 @@ func Compact(obj any) (any, error) {
 		r.ManagedFields = nil
 		for i := range r.Results {
 			res := &r.Results[i]
-			if !compacted(res.Description, res.Properties) {
-				*res = reportsv1alpha2.PolicyReportResult{
-					Policy: res.Policy, Result: res.Result, Timestamp: res.Timestamp,
-					Description: digest(res, &res.Timestamp),
-				}
+			if compacted(res.Description, res.Properties) {
+				continue
+			}
+			*res = reportsv1alpha2.PolicyReportResult{
+				Policy: res.Policy, Result: res.Result, Timestamp: res.Timestamp,
+				Description: digest(res, &res.Timestamp),
 			}
 		}
 	case *openreportsv1alpha1.Report:
 		r.ManagedFields = nil
 		for i := range r.Results {
 			res := &r.Results[i]
-			if !compacted(res.Description, res.Properties) {
-				*res = openreportsv1alpha1.ReportResult{
-					Policy: res.Policy, Result: res.Result, Timestamp: res.Timestamp,
-					Description: digest(res, &res.Timestamp),
-				}
+			if compacted(res.Description, res.Properties) {
+				continue
+			}
+			*res = openreportsv1alpha1.ReportResult{
+				Policy: res.Policy, Result: res.Result, Timestamp: res.Timestamp,
+				Description: digest(res, &res.Timestamp),
 			}
 		}
 	}
@@ -93,9 +94,6 @@ func Fingerprint(compact *reportsv1alpha2.PolicyReport) string {
 func compacted(description string, properties map[string]string) bool {
 	return strings.HasPrefix(description, digestPrefix) && len(properties) == 0
 }
-
-// intern is the one copy of s that every held report shares.
-func intern[S ~string](s S) S { return S(unique.Make(string(s)).Value()) }
 
 // digest is the digest of result with its timestamp (which ts points into)
 // zeroed for the moment.

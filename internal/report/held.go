@@ -1,6 +1,8 @@
 package report
 
 import (
+	"unique"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -11,8 +13,8 @@ import (
 // the pod's next report (MakePlan), to tell its own writes from anyone
 // else's (the fingerprint), to find the pod (its name) and to count the
 // pod's results after a restart. A whole report object, even compacted, was
-// about 900 bytes and most of what Vigil held per pod at 30,000 pods
-// (BENCHMARKS.md, benchmark 6); Held is about 200.
+// about 1,500 bytes and most of what Vigil held per pod at 30,000 pods;
+// Held of a report of one result is about 170 (BenchmarkHeldReport).
 type Held struct {
 	// Pod is the name of the pod the report states, "" when its scope is
 	// not a pod.
@@ -55,6 +57,9 @@ func holdCompacted(rep *reportsv1alpha2.PolicyReport) Held {
 	}
 	return h
 }
+
+// intern is the one copy of s that every held report shares.
+func intern[S ~string](s S) S { return S(unique.Make(string(s)).Value()) }
 
 // ResultWords are the held report's result words by policy.
 func (h *Held) ResultWords() map[string]string {
