@@ -61,7 +61,10 @@ type PodReconciler struct {
 	rechecks sync.Map
 	// clockRecheck is Options.ClockRecheck.
 	clockRecheck time.Duration
-	now          func() time.Time
+	// pace bounds the requests in flight to the API server by how fast it
+	// answers (Options.APILatencyTolerance); nil: Workers alone do.
+	pace *pacer
+	now  func() time.Time
 }
 
 // Reconcile judges one pod and writes its report: fetch, decide, plan,
@@ -143,7 +146,9 @@ func (r *PodReconciler) fetch(ctx context.Context, key types.NamespacedName) (po
 		return nil, seen.uid, nil
 	}
 	pod = &corev1.Pod{}
-	if err := r.APIReader.Get(ctx, key, pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: seen.resourceVersion}}); err != nil {
+	if err := r.pace.do(ctx, requestRead, func() error {
+		return r.APIReader.Get(ctx, key, pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: seen.resourceVersion}})
+	}); err != nil {
 		return nil, seen.uid, client.IgnoreNotFound(err)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
@@ -194,7 +199,9 @@ func (r *PodReconciler) apply(ctx context.Context, plan report.Plan, create bool
 	u, err := applyConfiguration(r.Reports.ToStored(plan.Report.DeepCopy()))
 	if err == nil {
 		r.own.expect(key, plan.Fingerprint)
-		if err = r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		if err = r.pace.do(ctx, requestWrite, func() error {
+			return r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
+		}); err != nil {
 			r.own.cancel(key)
 		}
 	}
@@ -240,7 +247,7 @@ func (r *PodReconciler) forget(ctx context.Context, key types.NamespacedName, ke
 		obj.SetNamespace(reportKey.Namespace)
 		obj.SetName(reportKey.Name)
 		r.own.expectDeletion(reportKey)
-		if err := r.Delete(ctx, obj); err != nil {
+		if err := r.pace.do(ctx, requestWrite, func() error { return r.Delete(ctx, obj) }); err != nil {
 			r.own.cancel(reportKey)
 			if !apierrors.IsNotFound(err) {
 				metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()

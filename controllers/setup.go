@@ -48,6 +48,11 @@ type Options struct {
 	// ClockRecheck is the longest a pod under a policy that reads the clock
 	// waits before it is judged again (policy.Options.ClockRecheck).
 	ClockRecheck time.Duration
+	// APILatencyTolerance paces the verify path's requests to the API
+	// server: their number in flight grows while the server answers within
+	// this many times its fastest recent answers, and shrinks when it
+	// does not (pacer). 0: no pacing, Workers bound the requests alone.
+	APILatencyTolerance float64
 	// SkipNameValidation lets one process set the verify path up more than
 	// once, as tests that restart the controller in-process do;
 	// controller-runtime otherwise refuses a second controller of a name.
@@ -57,7 +62,7 @@ type Options struct {
 // DefaultOptions are the flags' defaults.
 func DefaultOptions() Options {
 	return Options{NamespaceSelector: DefaultNamespaceSelector, Workers: 16, EventsPerSecond: 10, EventBurst: 100, ResyncPeriod: 10 * time.Minute,
-		ClockRecheck: policy.DefaultClockRecheck}
+		ClockRecheck: policy.DefaultClockRecheck, APILatencyTolerance: DefaultAPILatencyTolerance}
 }
 
 // Deps are what the verify path shares with the webhook on every replica.
@@ -129,6 +134,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		scope: scope, events: events, tally: counts, stale: stale, own: own,
 		index: newPodIndex(mc, stale), reports: newReportIndex(wc, deps.Reports, own, stale),
 		open: open, now: time.Now, clockRecheck: o.ClockRecheck,
+		pace: newPacer(o.APILatencyTolerance, o.Workers, time.Now),
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
 				if n != policy.NoMatchingPolicies {

@@ -86,6 +86,9 @@ configuration --webhook-config-name.`,
 					return &exitError{code: exitBadInput, err: fmt.Errorf("%s must be positive, not %g", flag, q)}
 				}
 			}
+			if t := verify.APILatencyTolerance; t != 0 && !(t >= 1 && t <= 100) {
+				return &exitError{code: exitBadInput, err: fmt.Errorf("--api-latency-tolerance must be 0 (off) or from 1 to 100, not %g", t)}
+			}
 			opts.Verification.AttestationCacheBytes = int64(attestationCacheMiB) << 20
 			opts.CertDNSName = fmt.Sprintf("%s.%s.svc", serviceName, opts.Namespace)
 			ctrl.SetLogger(manager.QuietCertRotation(zap.New(zap.UseFlagOptions(&zapOpts))))
@@ -146,6 +149,7 @@ configuration --webhook-config-name.`,
 	f.Float32Var(&opts.KubeAPIQPS, "kube-api-qps", manager.DefaultKubeAPIQPS, "requests per second Vigil may send the API server, sustained; negative: no client-side bound")
 	f.IntVar(&opts.KubeAPIBurst, "kube-api-burst", manager.DefaultKubeAPIBurst, "requests Vigil may send the API server at once before --kube-api-qps applies")
 	f.IntVar(&verify.Workers, "workers", verify.Workers, "pods judged at once by the verify path")
+	f.Float64Var(&verify.APILatencyTolerance, "api-latency-tolerance", verify.APILatencyTolerance, "pace the verify path's requests to the API server: fewer in flight (down to 1, up to --workers) whenever the API server answers slower than this many times its fastest recent answers, so other clients' requests do not queue behind Vigil's; 0: no pacing, --workers alone bound them")
 	f.Float64Var(&verify.EventsPerSecond, "events-per-second", verify.EventsPerSecond, "sustained rate of PolicyViolation and PolicyCompliant events; bursts beyond it are dropped and counted")
 	f.DurationVar(&verify.ResyncPeriod, "resync-period", verify.ResyncPeriod, "how often every pod is judged again although nothing changed; 0 turns it off")
 	f.DurationVar(&verify.ClockRecheck, "clock-recheck", verify.ClockRecheck, "longest wait before a pod under a policy that reads the clock (time.now_ns) is judged again, so its result turns within it of the moment it should")

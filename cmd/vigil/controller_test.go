@@ -17,6 +17,8 @@ func TestControllerFlagBounds(t *testing.T) {
 		{[]string{"--registry-qps", "0"}, "--registry-qps must be positive, not 0"},
 		{[]string{"--verification-pass-ttl", "0s"}, "--verification-pass-ttl must be positive, not 0s"},
 		{[]string{"--gc-percent", "-1"}, "--gc-percent must be 0 or more, not -1"},
+		{[]string{"--api-latency-tolerance", "0.5"}, "--api-latency-tolerance must be 0 (off) or from 1 to 100, not 0.5"},
+		{[]string{"--api-latency-tolerance", "NaN"}, "--api-latency-tolerance must be 0 (off) or from 1 to 100, not NaN"},
 	} {
 		_, code, err := runVigil(t, append([]string{"controller"}, tc.args...)...)
 		if code != exitBadInput || err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -122,6 +122,13 @@ var (
 		Name: "vigil_last_evaluation_timestamp_seconds",
 		Help: "Unix time of the last evaluation of a running pod by the verify path (admission does not count, so a stuck verify path shows).",
 	})
+
+	// APIConcurrencyLimit is how many requests the verify path may have in
+	// flight to the API server now (--api-latency-tolerance).
+	APIConcurrencyLimit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_api_concurrency_limit",
+		Help: "Requests the verify path may have in flight to the API server now: grows while the API server answers within --api-latency-tolerance times its fastest recent answers, shrinks when it queues (0 while the pacing is off).",
+	})
 )
 
 // Signature verification (internal/verify reports through
@@ -269,7 +276,7 @@ func ForgetPolicy(policy string) {
 func init() {
 	crmetrics.Registry.MustRegister(
 		Evaluations, EvaluationDuration, AdmissionRequests,
-		AdmissionDuration, ReportWrites, PolicyReady, EventsDropped, LastEvaluation,
+		AdmissionDuration, ReportWrites, PolicyReady, EventsDropped, LastEvaluation, APIConcurrencyLimit,
 		RegistryRequests, VerificationCacheLookups, Verifications, VerificationDuration,
 	)
 	// Besides rest_client_requests_total, which controller-runtime always
