@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+
 	"github.com/vigil-dev/vigil/apis/policy/v1beta1"
 	"github.com/vigil-dev/vigil/internal/verify"
 	"github.com/vigil-dev/vigil/internal/verify/verifytest"
@@ -195,4 +198,113 @@ func BenchmarkAttestationScale(b *testing.B) {
 		b.ReportMetric(10000.0/5, "judgements/min")
 		b.ReportMetric(perJudgement*10000/5/1e9, "cpu-s/min")
 	})
+}
+
+// BenchmarkDecideCold is one pod judged through Set.Decide with nothing
+// cached: a new verifier (no verified signature or statement) and the policy
+// compiled again (no attestation policy result) before each judgement, both
+// outside the timer. Side by side in one run: key and keyless authorities,
+// each with signatures only and with an attestation policy in CUE and in Rego
+// over the same 1 MiB CycloneDX SBOM, and a key authority reading the SBOM
+// from a sigstore bundle. Key signatures and attestations are written by the
+// real cosign CLI, keyless ones through VirtualSigstore (legacy layout).
+//
+//	go test -run '^$' -bench BenchmarkDecideCold -benchtime=20x ./internal/policy/
+func BenchmarkDecideCold(b *testing.B) {
+	const (
+		cueSBOM  = `predicate: {bomFormat: "CycloneDX", components: [...{name: string}]}`
+		regoSBOM = `package sigstore
+isCompliant {
+  input.predicate.bomFormat == "CycloneDX"
+  not unnamed
+}
+unnamed {
+  c := input.predicate.components[_]
+  not is_string(c.name)
+}
+`
+	)
+	sbom := sbomPredicate(1 << 20)(0)
+	s := newAttestScale(b, 0, cycloneDXType, nil) // the registry and the keyless trust root
+	cosign := verifytest.RegistryCosign(b)
+	key, pub := cosign.GenerateKey(b)
+	keyLegacy := s.reg.PushImage(b, "cold/key-legacy")
+	cosign.Sign(b, key, keyLegacy, false)
+	cosign.Attest(b, key, keyLegacy, false, "cyclonedx", sbom)
+	keyBundle := s.reg.PushImage(b, "cold/key-bundle")
+	cosign.Sign(b, key, keyBundle, true)
+	cosign.Attest(b, key, keyBundle, true, "cyclonedx", sbom)
+	root, err := s.compiler.TrustRoot("ci-root")
+	if err != nil {
+		b.Fatal(err)
+	}
+	vs := root.Material.(*ca.VirtualSigstore)
+	keyless := s.reg.PushImage(b, "cold/keyless")
+	verifytest.SignKeylessLegacy(b, vs, keyless, sigSubject, sigIssuer)
+	verifytest.AttestKeylessLegacy(b, vs, keyless, sigSubject, sigIssuer, cycloneDXType, sbom)
+
+	bundled := keyAuth(pub)
+	bundled.SignatureFormat = "bundle"
+	type benchCase struct {
+		name  string
+		auth  v1beta1.Authority
+		image name.Digest
+		typ   string // the attestation policy's language; "" is signatures only
+		body  string
+	}
+	var sized []benchCase // how the cost grows with the SBOM
+	for _, size := range []struct {
+		name  string
+		bytes int
+	}{{"256KiB", 256 << 10}, {"4MiB", 4 << 20}} {
+		d := s.reg.PushImage(b, "cold/key-legacy-"+strings.ToLower(size.name))
+		cosign.Sign(b, key, d, false)
+		cosign.Attest(b, key, d, false, "cyclonedx", sbomPredicate(size.bytes)(0))
+		sized = append(sized,
+			benchCase{"key-legacy/cue-sbom-" + size.name, keyAuth(pub), d, v1beta1.PolicyTypeCUE, cueSBOM},
+			benchCase{"key-legacy/rego-sbom-" + size.name, keyAuth(pub), d, v1beta1.PolicyTypeRego, regoSBOM})
+	}
+	for _, bc := range append([]benchCase{
+		{"key-legacy/signature", keyAuth(pub), keyLegacy, "", ""},
+		{"key-legacy/cue-sbom-1MiB", keyAuth(pub), keyLegacy, v1beta1.PolicyTypeCUE, cueSBOM},
+		{"key-legacy/rego-sbom-1MiB", keyAuth(pub), keyLegacy, v1beta1.PolicyTypeRego, regoSBOM},
+		{"key-bundle/cue-sbom-1MiB", bundled, keyBundle, v1beta1.PolicyTypeCUE, cueSBOM},
+		{"keyless-legacy/signature", keylessAuth("ci-root", firstIdentity), keyless, "", ""},
+		{"keyless-legacy/cue-sbom-1MiB", keylessAuth("ci-root", firstIdentity), keyless, v1beta1.PolicyTypeCUE, cueSBOM},
+		{"keyless-legacy/rego-sbom-1MiB", keylessAuth("ci-root", firstIdentity), keyless, v1beta1.PolicyTypeRego, regoSBOM},
+	}, sized...) {
+		b.Run(bc.name, func(b *testing.B) {
+			auth := bc.auth
+			if bc.typ != "" {
+				auth.Attestations = []v1beta1.Attestation{{Name: "sbom", PredicateType: "cyclonedx",
+					Policy: &v1beta1.Policy{Type: bc.typ, Data: bc.body}}}
+			}
+			cip := newCIP("cold", withGlobs(s.reg.Host+"/**"), withAuthorities(auth))
+			repo, _, _ := strings.Cut(bc.image.String(), "@")
+			digests := map[string]string{"spec.containers[0].image": bc.image.String()}
+			vers := s.verified.Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				p, err := s.compiler.Compile(cip)
+				if err != nil {
+					b.Fatal(err)
+				}
+				set, pod := NewSet([]*CompiledPolicy{p}, nil), obj(b, fanOutPod(0, 0, repo+":latest"))
+				v := verify.New(verify.Options{GlobalQPS: 1e9, GlobalBurst: 1 << 30, RegistryQPS: 1e9, RegistryBurst: 1 << 30, Observer: s})
+				vf := Verification{Verifier: v, Keychain: verifytest.Keychain{}, Lane: verify.LaneBackground, Digests: digests}
+				b.StartTimer()
+				if d := set.Decide(context.Background(), pod, Options{Verification: vf}); !d.Allowed {
+					b.Fatalf("denied: %s", d.DenyMessage)
+				}
+			}
+			b.StopTimer()
+			// Every judgement verified (not one served from a cache).
+			if n := s.verified.Load() - vers; n < int64(b.N) {
+				b.Fatalf("%d verifications for %d cold judgements", n, b.N)
+			}
+			b.ReportMetric(float64(s.verified.Load()-vers)/float64(b.N), "verifications/op")
+		})
+	}
 }
