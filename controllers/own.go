@@ -17,20 +17,54 @@ import (
 // nothing. An entry lives from a write to the event that shows it, or to the
 // write's failure, so the map holds the writes in flight, not one entry per
 // report.
+//
+// A write that landed also leaves the version the API server stored it at,
+// until its event comes: a report judged again in that moment is updated at
+// that version, not at the older one the report watch still shows.
 type ownWrites struct {
 	mu      sync.Mutex
-	pending map[types.NamespacedName]string // report -> fingerprint written; "" for a deletion
+	pending map[types.NamespacedName]ownWrite
+}
+
+// ownWrite is one write in flight.
+type ownWrite struct {
+	fingerprint string // what was written; "" for a deletion
+	version     string // the version it landed at; "" until then
 }
 
 func newOwnWrites() *ownWrites {
-	return &ownWrites{pending: map[types.NamespacedName]string{}}
+	return &ownWrites{pending: map[types.NamespacedName]ownWrite{}}
 }
 
 // expect notes that Vigil is about to write the report key with fingerprint.
 func (o *ownWrites) expect(key types.NamespacedName, fingerprint string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.pending[key] = fingerprint
+	w := o.pending[key]
+	w.fingerprint = fingerprint
+	o.pending[key] = w
+}
+
+// landed notes the version the write of the report key was stored at.
+func (o *ownWrites) landed(key types.NamespacedName, version string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if w, ok := o.pending[key]; ok {
+		w.version = version
+		o.pending[key] = w
+	}
+}
+
+// version is the version of the report key that Vigil's last write landed
+// at, when the report watch has not shown it yet; else held, the version
+// the watch showed.
+func (o *ownWrites) version(key types.NamespacedName, held string) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if w := o.pending[key]; w.version != "" {
+		return w.version
+	}
+	return held
 }
 
 // expectDeletion notes that Vigil is about to delete the report key.
@@ -51,7 +85,7 @@ func (o *ownWrites) written(key types.NamespacedName, fingerprint string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	want, ok := o.pending[key]
-	if !ok || want == "" || want != fingerprint {
+	if !ok || want.fingerprint == "" || want.fingerprint != fingerprint {
 		return false
 	}
 	delete(o.pending, key)
@@ -65,5 +99,5 @@ func (o *ownWrites) deleted(key types.NamespacedName) bool {
 	defer o.mu.Unlock()
 	want, ok := o.pending[key]
 	delete(o.pending, key)
-	return ok && want == ""
+	return ok && want.fingerprint == ""
 }

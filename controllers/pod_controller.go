@@ -1,8 +1,11 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/vigil-dev/vigil/internal/metrics"
@@ -64,7 +68,9 @@ type PodReconciler struct {
 	// pace bounds the requests in flight to the API server by how fast it
 	// answers (Options.APILatencyTolerance); nil: Workers alone do.
 	pace *pacer
-	now  func() time.Time
+	// pages reads the pods of a policy change by the page.
+	pages *podPages
+	now   func() time.Time
 }
 
 // Reconcile judges one pod and writes its report: fetch, decide, plan,
@@ -101,7 +107,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	current := r.currentReport(pod)
 	plan := report.MakePlan(r.Reports, pod, d, current, r.now())
-	if err := r.apply(ctx, plan, current == nil); err != nil {
+	if err := r.apply(ctx, plan, current); err != nil {
 		return ctrl.Result{}, err
 	}
 	// A report of an earlier pod of the same name is stale by definition.
@@ -129,7 +135,9 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 // Vigil keeps only an index of pods (podIndex): whole pods, 30,000 of them,
 // would be most of Vigil's memory (BENCHMARKS.md, benchmark 6). The pod
 // itself is read from the API server, which serves it from its watch cache,
-// at least as new as the version that queued it.
+// at least as new as the version that queued it; when every pod was queued
+// (a policy change), from the page of pods read ahead, if it holds that
+// version (podPages).
 func (r *PodReconciler) fetch(ctx context.Context, key types.NamespacedName) (pod *corev1.Pod, uid types.UID, err error) {
 	seen, ok := r.index.get(key)
 	if !ok {
@@ -145,16 +153,25 @@ func (r *PodReconciler) fetch(ctx context.Context, key types.NamespacedName) (po
 	if !r.scope.Includes(&ns) {
 		return nil, seen.uid, nil
 	}
-	pod = &corev1.Pod{}
-	if err := r.pace.do(ctx, requestRead, func() error {
-		return r.APIReader.Get(ctx, key, pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: seen.resourceVersion}})
-	}); err != nil {
-		return nil, seen.uid, client.IgnoreNotFound(err)
+	pod, paged := r.pages.take(ctx, key, seen.resourceVersion)
+	if !paged {
+		pod = &corev1.Pod{}
+		if err := r.pace.do(ctx, requestRead, func() error {
+			return r.APIReader.Get(ctx, key, pod, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: seen.resourceVersion}})
+		}); err != nil {
+			return nil, seen.uid, client.IgnoreNotFound(err)
+		}
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
 		return nil, pod.UID, nil
 	}
 	return pod, pod.UID, nil
+}
+
+// namespaceInScope says whether the pods of the namespace name are judged.
+func (r *PodReconciler) namespaceInScope(ctx context.Context, name string) bool {
+	var ns corev1.Namespace
+	return r.Get(ctx, client.ObjectKey{Name: name}, &ns) == nil && r.scope.Includes(&ns)
 }
 
 // decide judges pod against the current policies and settings, as the
@@ -186,35 +203,69 @@ func (r *PodReconciler) currentReport(pod *corev1.Pod) *report.Held {
 	return &h
 }
 
-// apply writes the planned report by server-side apply, when it changed.
-// Vigil owns its reports outright, so it forces ownership: whatever someone
-// else changed is put back, in one request, whether or not Vigil's cache has
-// seen the report yet.
-func (r *PodReconciler) apply(ctx context.Context, plan report.Plan, create bool) error {
+// apply writes the planned report, when it changed.
+func (r *PodReconciler) apply(ctx context.Context, plan report.Plan, current *report.Held) error {
 	if !plan.Changed {
 		metrics.ReportWrites.WithLabelValues(metrics.WriteUnchanged).Inc()
 		return nil
 	}
 	key := types.NamespacedName{Namespace: plan.Report.Namespace, Name: plan.Report.Name}
-	u, err := applyConfiguration(r.Reports.ToStored(plan.Report.DeepCopy()))
-	if err == nil {
-		r.own.expect(key, plan.Fingerprint)
-		if err = r.pace.do(ctx, requestWrite, func() error {
-			return r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
-		}); err != nil {
-			r.own.cancel(key)
-		}
-	}
+	r.own.expect(key, plan.Fingerprint)
+	obj := r.Reports.ToStored(plan.Report.DeepCopy())
+	version, err := r.write(ctx, obj, current)
 	if err != nil {
+		r.own.cancel(key)
 		metrics.ReportWrites.WithLabelValues(metrics.WriteError).Inc()
 		return fmt.Errorf("write %s %s: %w", r.Reports.Kind(), key, err)
 	}
+	r.own.landed(key, version)
 	outcome := metrics.WriteUpdated
-	if create {
+	if current == nil {
 		outcome = metrics.WriteCreated
 	}
 	metrics.ReportWrites.WithLabelValues(outcome).Inc()
 	return nil
+}
+
+// write stores obj, the whole report, and returns the version it was stored
+// at. It sends the cheapest write the API server takes for it (BENCHMARKS.md,
+// "What a report write costs"): a create when Vigil holds no report of that
+// name, else an update of the version Vigil holds. When that version is
+// behind (someone else wrote or deleted the report, or created it before
+// Vigil's watch showed it), a server-side apply that forces Vigil's
+// ownership puts the report right in one more request, whatever is stored:
+// Vigil owns its reports outright.
+func (r *PodReconciler) write(ctx context.Context, obj client.Object, current *report.Held) (string, error) {
+	var err error
+	if current == nil {
+		err = r.pace.do(ctx, requestWrite, func() error { return r.Create(ctx, obj) })
+	} else {
+		key := client.ObjectKeyFromObject(obj)
+		obj.SetResourceVersion(r.own.version(key, current.ResourceVersion))
+		err = r.pace.do(ctx, requestWrite, func() error { return r.Update(ctx, obj) })
+	}
+	if err == nil {
+		return obj.GetResourceVersion(), nil
+	}
+	if !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+		return "", err
+	}
+	metrics.ReportWriteRetries.Inc()
+	// The apply body names its kind, which the first request's answer may
+	// have cleared from obj.
+	gvk, err := apiutil.GVKForObject(obj, r.Scheme())
+	if err != nil {
+		return "", err
+	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	u, err := applyConfiguration(obj)
+	if err != nil {
+		return "", err
+	}
+	err = r.pace.do(ctx, requestWrite, func() error {
+		return r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	})
+	return u.GetResourceVersion(), err
 }
 
 // applyConfiguration is obj as a server-side apply body: every field Vigil
@@ -311,8 +362,16 @@ func (r *PodReconciler) setCounts(key types.NamespacedName, results map[string]s
 // queueAll marks every pod in scope as queued for trigger and returns their
 // keys, with those of the pods that reports may be stale for (gone pods
 // among them, whose reports must go).
+//
+// The pods are read a page at a time ahead of the workers (podPages), so
+// they are queued in the order the API server lists them.
 func (r *PodReconciler) queueAll(ctx context.Context, trigger string) []ctrl.Request {
 	reqs := r.queuePods(trigger, "")
+	keys := make([]types.NamespacedName, len(reqs))
+	for i := range reqs {
+		keys[i] = reqs[i].NamespacedName
+	}
+	r.pages.start(ctx, keys, r.namespaceInScope)
 	for _, key := range r.stale.pods() {
 		reqs = append(reqs, ctrl.Request{NamespacedName: key})
 	}
@@ -320,9 +379,13 @@ func (r *PodReconciler) queueAll(ctx context.Context, trigger string) []ctrl.Req
 }
 
 // queuePods marks the pods of namespace (of every namespace when it is
-// empty) as queued for trigger and returns their keys.
+// empty) as queued for trigger and returns their keys, by namespace and
+// name.
 func (r *PodReconciler) queuePods(trigger, namespace string) []ctrl.Request {
 	keys := r.index.keys(namespace)
+	slices.SortFunc(keys, func(a, b types.NamespacedName) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
 	reqs := make([]ctrl.Request, 0, len(keys))
 	for _, key := range keys {
 		r.triggers.Store(key, trigger)

@@ -55,6 +55,48 @@ func TestOwnWrites(t *testing.T) {
 	}
 }
 
+// A write that landed leaves its version until its event comes; the next
+// write of that report starts from it, not from the older version the
+// watch still shows.
+func TestOwnWritesVersion(t *testing.T) {
+	o := newOwnWrites()
+	a := types.NamespacedName{Namespace: "ns", Name: "a"}
+	if v := o.version(a, "10"); v != "10" {
+		t.Errorf("no write in flight: version %q, want the held 10", v)
+	}
+	o.expect(a, "f1")
+	if v := o.version(a, "10"); v != "10" {
+		t.Errorf("a write not landed yet: version %q, want the held 10", v)
+	}
+	o.landed(a, "11")
+	if v := o.version(a, "10"); v != "11" {
+		t.Errorf("a write landed at 11, its event not seen: version %q, want 11", v)
+	}
+	// The next write starts before the first's event arrives: it updates
+	// version 11, and its own landing replaces it.
+	o.expect(a, "f2")
+	if v := o.version(a, "10"); v != "11" {
+		t.Errorf("second write: version %q, want 11", v)
+	}
+	o.landed(a, "12")
+	if o.written(a, "f1") {
+		t.Errorf("the first write's event was taken for the second's")
+	}
+	if !o.written(a, "f2") {
+		t.Errorf("the second write's event was not recognised")
+	}
+	if v := o.version(a, "12"); v != "12" || len(o.pending) != 0 {
+		t.Errorf("after the event: version %q and %d writes in flight, want the held 12 and none", v, len(o.pending))
+	}
+	// A failed write leaves nothing; a landing without a write is ignored.
+	o.expect(a, "f3")
+	o.cancel(a)
+	o.landed(a, "13")
+	if v := o.version(a, "12"); v != "12" || len(o.pending) != 0 {
+		t.Errorf("after a failed write: version %q, %d in flight; want 12, none", v, len(o.pending))
+	}
+}
+
 func TestStaleReports(t *testing.T) {
 	s := newStaleReports()
 	pod := types.NamespacedName{Namespace: "ns", Name: "web"}

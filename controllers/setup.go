@@ -134,7 +134,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		scope: scope, events: events, tally: counts, stale: stale, own: own,
 		index: newPodIndex(mc, stale), reports: newReportIndex(wc, deps.Reports, own, stale),
 		open: open, now: time.Now, clockRecheck: o.ClockRecheck,
-		pace: newPacer(o.APILatencyTolerance, o.Workers, time.Now),
+		pace: newPacer(o.APILatencyTolerance, o.Workers, time.Now), pages: newPodPages(mgr.GetAPIReader()),
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
 				if n != policy.NoMatchingPolicies {
@@ -149,6 +149,9 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	// change, so this is cheap.
 	deps.Policies.OnChange(func(string) { allPods.fire() })
 	deps.Settings.OnChange(allPods.fire)
+	if err := mgr.Add(pods.pages); err != nil {
+		return err
+	}
 	if err := mgr.Add(&verifyPath{
 		reports: pods.reports, deps: deps, tally: counts, open: open,
 		allPods: allPods, allPolicies: allPolicies,

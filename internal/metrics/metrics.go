@@ -105,6 +105,14 @@ var (
 		Help: "PolicyReport writes by outcome (created, updated, unchanged, deleted, error).",
 	}, []string{"outcome"})
 
+	// ReportWriteRetries counts report writes sent a second time, as a
+	// server-side apply, because the first (a create, or an update of the
+	// version Vigil held) found the report in another state.
+	ReportWriteRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_report_write_retries_total",
+		Help: "Report writes sent again as a server-side apply: the report existed, was gone, or was at another version than Vigil held (someone else wrote it).",
+	})
+
 	// PolicyReady is 1 when the policy compiled and is in use, 0 otherwise.
 	PolicyReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "vigil_policy_ready",
@@ -276,7 +284,7 @@ func ForgetPolicy(policy string) {
 func init() {
 	crmetrics.Registry.MustRegister(
 		Evaluations, EvaluationDuration, AdmissionRequests,
-		AdmissionDuration, ReportWrites, PolicyReady, EventsDropped, LastEvaluation, APIConcurrencyLimit,
+		AdmissionDuration, ReportWrites, ReportWriteRetries, PolicyReady, EventsDropped, LastEvaluation, APIConcurrencyLimit,
 		RegistryRequests, VerificationCacheLookups, Verifications, VerificationDuration,
 	)
 	// Besides rest_client_requests_total, which controller-runtime always

@@ -24,6 +24,9 @@ type Held struct {
 	Fingerprint string
 	// Results are the report's results, in its order.
 	Results []HeldResult
+	// ResourceVersion is the stored report's: Vigil updates the report at
+	// this version.
+	ResourceVersion string
 }
 
 // HeldResult is one result of a held report.
@@ -48,7 +51,7 @@ func Hold(api API, obj client.Object) (Held, bool) {
 
 // holdCompacted is what Vigil keeps of a compacted report.
 func holdCompacted(rep *reportsv1alpha2.PolicyReport) Held {
-	h := Held{Fingerprint: Fingerprint(rep), Results: make([]HeldResult, 0, len(rep.Results))}
+	h := Held{Fingerprint: Fingerprint(rep), Results: make([]HeldResult, 0, len(rep.Results)), ResourceVersion: rep.ResourceVersion}
 	if rep.Scope != nil && rep.Scope.Kind == "Pod" {
 		h.Pod = rep.Scope.Name
 	}
