@@ -32,7 +32,8 @@ type podPages struct {
 	// pageSize pods a LIST; the reader holds fewer than twice as many.
 	pageSize int
 	// stall: a reader whose pods nobody takes for this long stops, and
-	// drops what it holds.
+	// drops what it holds; it is also the longest a page may take to come,
+	// and the longest a worker waits for one.
 	stall time.Duration
 
 	mu  sync.Mutex
@@ -135,7 +136,10 @@ func (p *podPages) list(ctx context.Context, run *pageRun, keys []types.Namespac
 				return false
 			}
 			var list corev1.PodList
-			if err := p.reader.List(ctx, &list, opts); err != nil {
+			listCtx, cancel := context.WithTimeout(ctx, p.stall)
+			err := p.reader.List(listCtx, &list, opts)
+			cancel()
+			if err != nil {
 				if ctx.Err() == nil {
 					log.FromContext(ctx).V(1).Info("pods are read one by one: a page failed", "namespace", ns, "error", err.Error())
 				}
@@ -236,17 +240,32 @@ func (p *podPages) take(ctx context.Context, key types.NamespacedName, version s
 		p.mu.Unlock()
 		return nil, false
 	}
-	// Only the page in reading is waited for: a key further on was queued
-	// out of order, and is read alone rather than hold a worker.
+	// Only the page in reading is waited for, and for p.stall at most: a
+	// key further on was queued out of order, and is read alone rather
+	// than hold a worker.
+	var waited <-chan time.Time
 	for !run.done && place > run.listed && place <= run.listed+p.pageSize {
 		changed := run.changed
 		p.mu.Unlock()
+		if waited == nil {
+			t := time.NewTimer(p.stall)
+			defer t.Stop()
+			waited = t.C
+		}
+		gaveUp := false
 		select {
 		case <-changed:
+		case <-waited:
+			gaveUp = true
 		case <-ctx.Done():
-			return nil, false
+			gaveUp = true
 		}
 		p.mu.Lock()
+		if gaveUp {
+			delete(run.order, key) // read alone: not to be held when its page comes
+			p.mu.Unlock()
+			return nil, false
+		}
 	}
 	pod := run.held[key]
 	delete(run.held, key)

@@ -185,6 +185,31 @@ func TestPodPagesStallAndRestart(t *testing.T) {
 	waitRunEnded(t, p)
 }
 
+// hangingPods is an API server that never answers a LIST.
+type hangingPods struct{ client.Reader }
+
+func (hangingPods) List(ctx context.Context, _ client.ObjectList, _ ...client.ListOption) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A page that does not come holds a worker for the stall time at most, and
+// the reading ends.
+func TestPodPagesPageNeverComes(t *testing.T) {
+	_, keys := newPagedPods(map[string]int{"a": 10})
+	p := newPodPages(hangingPods{})
+	p.stall = 100 * time.Millisecond
+	p.start(t.Context(), keys, notB)
+	began := time.Now()
+	if _, ok := p.take(t.Context(), keys[0], "1000"); ok {
+		t.Fatal("a pod came from a page that never came")
+	}
+	if waited := time.Since(began); waited < p.stall/2 || waited > 10*p.stall {
+		t.Errorf("the worker waited %s for the page; want about the stall time, %s", waited, p.stall)
+	}
+	waitRunEnded(t, p)
+}
+
 func waitRunEnded(t *testing.T, p *podPages) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
