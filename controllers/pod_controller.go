@@ -229,8 +229,8 @@ func (r *PodReconciler) apply(ctx context.Context, plan report.Plan, current *re
 
 // write stores obj, the whole report, and returns the version it was stored
 // at. It sends the cheapest write the API server takes for it (BENCHMARKS.md,
-// "What a report write costs"): a create when Vigil holds no report of that
-// name, else an update of the version Vigil holds. When that version is
+// "Cheaper writes and pods by the page"): a create when Vigil holds no
+// report of that name, else an update of the version Vigil holds. When that version is
 // behind (someone else wrote or deleted the report, or created it before
 // Vigil's watch showed it), a server-side apply that forces Vigil's
 // ownership puts the report right in one more request, whatever is stored:
