@@ -52,7 +52,10 @@ type pageRun struct {
 	// listed: the keys up to this place have been read (or were not
 	// listed: gone, or their namespace out of scope).
 	listed int
-	done   bool
+	// full: the reader waits for room, that is for the workers to take
+	// pods, so no worker waits for the reader.
+	full bool
+	done bool
 	// changed is closed, and replaced, when listed, held or done change.
 	changed chan struct{}
 }
@@ -201,8 +204,13 @@ func (p *podPages) waitUntil(ctx context.Context, run *pageRun, n int) bool {
 			return false
 		}
 		if len(run.held) < max(n, 1) {
+			run.full = false
 			p.mu.Unlock()
 			return true
+		}
+		if n > 0 && !run.full {
+			run.full = true
+			run.signal() // the workers waiting for the next page read it alone
 		}
 		changed, before := run.changed, len(run.held)
 		p.mu.Unlock()
@@ -240,11 +248,14 @@ func (p *podPages) take(ctx context.Context, key types.NamespacedName, version s
 		p.mu.Unlock()
 		return nil, false
 	}
-	// Only the page in reading is waited for, and for p.stall at most: a
+	// Only the page being read is waited for, and for p.stall at most. A
 	// key further on was queued out of order, and is read alone rather
-	// than hold a worker.
+	// than hold a worker; so is a key of the next page while the reader
+	// waits for room: the workers take keys out of order then too (keys
+	// queued before the reading keep their place), and a worker waiting
+	// for the reader would wait for itself.
 	var waited <-chan time.Time
-	for !run.done && place > run.listed && place <= run.listed+p.pageSize {
+	for !run.done && !run.full && place > run.listed && place <= run.listed+p.pageSize {
 		changed := run.changed
 		p.mu.Unlock()
 		if waited == nil {
@@ -270,6 +281,9 @@ func (p *podPages) take(ctx context.Context, key types.NamespacedName, version s
 	pod := run.held[key]
 	delete(run.held, key)
 	delete(run.order, key)
+	if len(run.held) < p.pageSize {
+		run.full = false // the reader goes on to the next page
+	}
 	run.signal()
 	p.mu.Unlock()
 	if pod == nil || pod.ResourceVersion != version {

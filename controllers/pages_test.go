@@ -3,8 +3,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,6 +186,43 @@ func TestPodPagesStallAndRestart(t *testing.T) {
 		}
 	}
 	waitRunEnded(t, p)
+}
+
+// Keys queued before the reading keep their place in the queue, so the
+// workers may take them in any order. None may then wait for a page the
+// reader cannot read until the workers take pods: with the stall time at a
+// minute, 16 workers taking 2,000 pods in a random order must not wait
+// for it once.
+func TestPodPagesOutOfOrder(t *testing.T) {
+	f, keys := newPagedPods(map[string]int{"a": 2000})
+	p := newPodPages(f)
+	p.stall = time.Minute
+	p.start(t.Context(), keys, notB)
+	shuffled := slices.Clone(keys)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	next := make(chan types.NamespacedName)
+	var paged atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for k := range next {
+				i, _ := strconv.Atoi(k.Name[len("web-"):])
+				if _, ok := p.take(t.Context(), k, strconv.Itoa(1000+i)); ok {
+					paged.Add(1)
+				}
+			}
+		})
+	}
+	began := time.Now()
+	for _, k := range shuffled {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	if took := time.Since(began); took > p.stall/2 {
+		t.Fatalf("2,000 pods taken out of order in %s: workers waited for a page the reader could not read", took)
+	}
+	t.Logf("out of order: %d of %d pods from pages, %d LISTs", paged.Load(), len(keys), f.listed("a"))
 }
 
 // hangingPods is an API server that never answers a LIST.
