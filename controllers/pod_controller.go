@@ -366,30 +366,43 @@ func (r *PodReconciler) setCounts(key types.NamespacedName, results map[string]s
 // The pods are read a page at a time ahead of the workers (podPages), so
 // they are queued in the order the API server lists them.
 func (r *PodReconciler) queueAll(ctx context.Context, trigger string) []ctrl.Request {
-	reqs := r.queuePods(trigger, "")
-	keys := make([]types.NamespacedName, len(reqs))
-	for i := range reqs {
-		keys[i] = reqs[i].NamespacedName
-	}
+	keys := r.markQueued(trigger, "")
 	r.pages.start(ctx, keys, r.namespaceInScope)
-	for _, key := range r.stale.pods() {
-		reqs = append(reqs, ctrl.Request{NamespacedName: key})
-	}
-	return reqs
+	return requests(keys, r.stale.pods())
 }
 
 // queuePods marks the pods of namespace (of every namespace when it is
 // empty) as queued for trigger and returns their keys, by namespace and
 // name.
 func (r *PodReconciler) queuePods(trigger, namespace string) []ctrl.Request {
+	return requests(r.markQueued(trigger, namespace))
+}
+
+// markQueued marks the pods of namespace (of every namespace when it is
+// empty) as queued for trigger and returns their keys, by namespace and
+// name: the order the API server lists them in.
+func (r *PodReconciler) markQueued(trigger, namespace string) []types.NamespacedName {
 	keys := r.index.keys(namespace)
 	slices.SortFunc(keys, func(a, b types.NamespacedName) int {
 		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 	})
-	reqs := make([]ctrl.Request, 0, len(keys))
 	for _, key := range keys {
 		r.triggers.Store(key, trigger)
-		reqs = append(reqs, ctrl.Request{NamespacedName: key})
+	}
+	return keys
+}
+
+// requests are the queue's requests for the keys, in their order.
+func requests(keys ...[]types.NamespacedName) []ctrl.Request {
+	n := 0
+	for _, ks := range keys {
+		n += len(ks)
+	}
+	reqs := make([]ctrl.Request, 0, n)
+	for _, ks := range keys {
+		for _, key := range ks {
+			reqs = append(reqs, ctrl.Request{NamespacedName: key})
+		}
 	}
 	return reqs
 }
