@@ -184,26 +184,30 @@ func BenchmarkScale(b *testing.B) {
 		len(pods), created.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 
 	b.Run("convergence", func(b *testing.B) {
-		flip := func(body string, want reportsv1alpha2.Result) (time.Duration, clientUse) {
-			before := s.clientUse(b)
+		flip := func(body string, want reportsv1alpha2.Result) (time.Duration, clientUse, cpuTimes) {
+			before, cpu := s.clientUse(b), cpuNow(b)
+			limit := s.sampleLimit(b)
 			began := time.Now()
 			s.setFlipBody(b, body)
 			s.reports.waitCount(b, flipPolicy, want, len(pods))
 			took := time.Since(began)
-			return took, s.clientUse(b).minus(before)
+			b.Logf("the pacer's limit during the flip to %s: %s", want, limit())
+			return took, s.clientUse(b).minus(before), cpuNow(b).minus(cpu)
 		}
-		idle := s.neighbourCreates(b, "idle", func() { time.Sleep(20 * time.Second) })
+		// 40 s, about 200 creates: the p99 of 100 would be their maximum.
+		idle := s.neighbourCreates(b, "idle", func() { time.Sleep(40 * time.Second) })
 		profiled := s.profileCPU(b, "flip", 30*time.Second)
 		var toFail time.Duration
 		var failUse clientUse
-		busy := s.neighbourCreates(b, "flip", func() { toFail, failUse = flip(failBody, reportsv1alpha2.ResultFail) })
+		var failCPU cpuTimes
+		busy := s.neighbourCreates(b, "flip", func() { toFail, failUse, failCPU = flip(failBody, reportsv1alpha2.ResultFail) })
 		profiled()
 		b.Logf("another client's pod creates (the controller manager's, 5 a second), API server otherwise idle: %s", idle)
 		b.Logf("the same during the policy change:                                                      %s", busy)
 		b.ReportMetric(ms(idle.p99), "neighbour-idle-p99-ms")
 		b.ReportMetric(ms(busy.p99), "neighbour-flip-p99-ms")
 		b.ReportMetric(float64(busy.p99)/float64(idle.p99), "neighbour-p99-ratio")
-		toPass, passUse := flip(passBody, reportsv1alpha2.ResultPass)
+		toPass, passUse, passCPU := flip(passBody, reportsv1alpha2.ResultPass)
 		b.Logf("policy change, every report pass -> fail: %s; fail -> pass: %s", toFail.Round(time.Millisecond), toPass.Round(time.Millisecond))
 		b.Logf("Vigil's requests to the API server, pass -> fail: %s", failUse.per(len(pods)))
 		b.Logf("Vigil's requests to the API server, fail -> pass: %s", passUse.per(len(pods)))
@@ -217,6 +221,16 @@ func BenchmarkScale(b *testing.B) {
 		at4 := s.writeFloor(b, "vigil", len(pods), benchWorkers)
 		b.Logf("write floor, %d reports at concurrency %d (best): %s", len(pods), best, floor)
 		b.Logf("write floor, %d reports at concurrency %d (Vigil's default workers): %s", len(pods), benchWorkers, at4)
+		// Where the time goes: the CPU each process used per report
+		// written, during the flips and during the floor's writes.
+		b.Logf("CPU ms per report, flip pass -> fail (with the neighbour): %s", failCPU.per(len(pods)))
+		b.Logf("CPU ms per report, flip fail -> pass:                       %s", passCPU.per(len(pods)))
+		b.Logf("CPU ms per report, floor creates at %d:                    %s", best, floor.createCPU.per(len(pods)))
+		b.Logf("CPU ms per report, floor updates at %d:                    %s", best, floor.updateCPU.per(len(pods)))
+		b.Logf("CPU ms per report, floor updates at %d:                     %s", benchWorkers, at4.updateCPU.per(len(pods)))
+		b.ReportMetric(passCPU.msPer("kube-apiserver", len(pods)), "apiserver-cpu-ms/flip-write")
+		b.ReportMetric(floor.updateCPU.msPer("kube-apiserver", len(pods)), "apiserver-cpu-ms/floor-update")
+		b.ReportMetric(passCPU.msPer("vigil", len(pods)), "vigil-cpu-ms/flip-write")
 		b.ReportMetric(toFail.Seconds(), "flip-to-fail-s")
 		b.ReportMetric(toPass.Seconds(), "flip-to-pass-s")
 		b.ReportMetric(failUse.total()/float64(len(pods)), "requests/pod")
@@ -290,12 +304,13 @@ type scale struct {
 	vigil     *controllerProcess
 	pprofAddr string
 	reports   *reportWatch
+	admin     *rest.Config // kube-apiserver's administrator, for its profiles
 }
 
 func startScale(b *testing.B) *scale {
 	b.Helper()
 	cluster := startEnvCluster(b)
-	s := &scale{c: benchClient(b, cluster.Kubeconfig), pprofAddr: "127.0.0.1:" + strconv.Itoa(freePort(b))}
+	s := &scale{c: benchClient(b, cluster.Kubeconfig), pprofAddr: "127.0.0.1:" + strconv.Itoa(freePort(b)), admin: benchConfig(b, cluster.Kubeconfig)}
 	cluster.namespace(b, benchNamespace, true)
 	cluster.namespace(b, "bench-2", true)
 	cluster.namespace(b, "floor", false)
@@ -428,7 +443,11 @@ func (s *scale) populate(b *testing.B, ns string, workloads, replicas, unique in
 
 // floor is the time n report-sized writes took at one concurrency: creates,
 // updates of every result, and the same change as a server-side apply.
-type floor struct{ create, update, apply time.Duration }
+type floor struct {
+	create, update, apply time.Duration
+	// CPU used by each part of the cluster while it created and updated.
+	createCPU, updateCPU cpuTimes
+}
 
 func (f floor) String() string {
 	return fmt.Sprintf("create %s, update %s, server-side apply %s",
@@ -480,21 +499,26 @@ func (s *scale) writeFloor(b *testing.B, run string, n, workers int) floor {
 	b.Helper()
 	reports := s.floorReports(b, run, n)
 	var f floor
+	cpu := cpuNow(b)
 	began := time.Now()
 	parallel(b, workers, n, func(i int) error { return s.c.Create(b.Context(), reports[i]) })
 	f.create = time.Since(began)
+	f.createCPU, cpu = cpuNow(b).minus(cpu), cpuNow(b)
 	changed := func(r *reportsv1alpha2.PolicyReport, note string) {
 		r.Results = slices.Clone(r.Results)
 		for j := range r.Results {
 			r.Results[j].Description += note
 		}
 	}
+	profiled := s.profileCPU(b, "floor-update-"+run, 15*time.Second)
 	began = time.Now()
 	parallel(b, workers, n, func(i int) error {
 		changed(reports[i], " (updated)")
 		return s.c.Update(b.Context(), reports[i])
 	})
 	f.update = time.Since(began)
+	f.updateCPU = cpuNow(b).minus(cpu)
+	profiled()
 	began = time.Now()
 	parallel(b, workers, n, func(i int) error {
 		r := reports[i].DeepCopy()
@@ -606,6 +630,45 @@ func (s *scale) clientUse(b *testing.B) clientUse {
 		}
 	}
 	return u
+}
+
+// sampleLimit reads the pacer's limit (vigil_api_concurrency_limit) every
+// second until the returned function is called, which says its
+// mean and maximum over the samples.
+func (s *scale) sampleLimit(b *testing.B) (stop func() string) {
+	b.Helper()
+	done, result := make(chan struct{}), make(chan string, 1)
+	go func() {
+		var sum, most float64
+		n := 0
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				if n == 0 {
+					result <- "no samples"
+				} else {
+					result <- fmt.Sprintf("mean %.1f, max %.0f requests in flight allowed (%d samples)", sum/float64(n), most, n)
+				}
+				return
+			case <-tick.C:
+			}
+			samples, err := scrape(b, s.vigil.MetricsAddr)
+			if err != nil {
+				continue
+			}
+			for _, x := range samples {
+				if x.name == "vigil_api_concurrency_limit" {
+					sum, most, n = sum+x.value, max(most, x.value), n+1
+				}
+			}
+		}
+	}()
+	return func() string {
+		close(done)
+		return <-result
+	}
 }
 
 func (u clientUse) minus(v clientUse) clientUse {
@@ -838,19 +901,37 @@ func (s *scale) profileCPU(b *testing.B, what string, d time.Duration) (wait fun
 	if dir == "" {
 		return func() {}
 	}
-	done := make(chan error, 1)
-	go func() {
-		done <- s.saveProfile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), filepath.Join(dir, "cpu-"+what+".pb.gz"))
-	}()
+	done := make(chan error, 2)
+	path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds()))
+	go func() { done <- s.saveProfile(path, filepath.Join(dir, "cpu-"+what+".pb.gz")) }()
+	go func() { done <- s.saveAPIServerProfile(path, filepath.Join(dir, "apiserver-cpu-"+what+".pb.gz")) }()
 	return func() {
-		if err := <-done; err != nil {
-			b.Error(err)
+		for range 2 {
+			if err := <-done; err != nil {
+				b.Error(err)
+			}
 		}
 	}
 }
 
+// saveAPIServerProfile saves kube-apiserver's profile at path (it serves
+// Go's profiles to its administrator) as file.
+func (s *scale) saveAPIServerProfile(path, file string) error {
+	hc, err := rest.HTTPClientFor(s.admin)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Get(strings.TrimSuffix(s.admin.Host, "/") + path)
+	return saveBody(resp, err, file)
+}
+
 func (s *scale) saveProfile(path, file string) error {
 	resp, err := http.Get("http://" + s.pprofAddr + path) // #nosec G107 -- a local test server
+	return saveBody(resp, err, file)
+}
+
+// saveBody saves the body of a profile's answer as file.
+func saveBody(resp *http.Response, err error, file string) error {
 	if err != nil {
 		return err
 	}
@@ -858,6 +939,9 @@ func (s *scale) saveProfile(path, file string) error {
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", resp.Request.URL.Path, resp.Status)
 	}
 	return os.WriteFile(file, data, 0o600)
 }
