@@ -70,7 +70,9 @@ type PodReconciler struct {
 	pace *pacer
 	// pages reads the pods of a policy change by the page.
 	pages *podPages
-	now   func() time.Time
+	// writer creates and updates reports.
+	writer *reportWriter
+	now    func() time.Time
 }
 
 // Reconcile judges one pod and writes its report: fetch, decide, plan,
@@ -238,11 +240,11 @@ func (r *PodReconciler) apply(ctx context.Context, plan report.Plan, current *re
 func (r *PodReconciler) write(ctx context.Context, obj client.Object, current *report.Held) (string, error) {
 	var err error
 	if current == nil {
-		err = r.pace.do(ctx, requestWrite, func() error { return r.Create(ctx, obj) })
+		err = r.pace.do(ctx, requestWrite, func() error { return r.writer.create(ctx, obj) })
 	} else {
 		key := client.ObjectKeyFromObject(obj)
 		obj.SetResourceVersion(r.own.version(key, current.ResourceVersion))
-		err = r.pace.do(ctx, requestWrite, func() error { return r.Update(ctx, obj) })
+		err = r.pace.do(ctx, requestWrite, func() error { return r.writer.update(ctx, obj) })
 	}
 	if err == nil {
 		return obj.GetResourceVersion(), nil

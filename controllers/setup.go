@@ -128,13 +128,17 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	if err != nil {
 		return fmt.Errorf("watching client: %w", err)
 	}
+	writer, err := newReportWriter(mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetRESTMapper(), mgr.GetScheme())
+	if err != nil {
+		return fmt.Errorf("report writer: %w", err)
+	}
 	stale, own := newStaleReports(), newOwnWrites()
 	pods := &PodReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Deps: deps,
 		scope: scope, events: events, tally: counts, stale: stale, own: own,
 		index: newPodIndex(mc, stale), reports: newReportIndex(wc, deps.Reports, own, stale),
 		open: open, now: time.Now, clockRecheck: o.ClockRecheck,
-		pace: newPacer(o.APILatencyTolerance, o.Workers, time.Now), pages: newPodPages(mgr.GetAPIReader()),
+		pace: newPacer(o.APILatencyTolerance, o.Workers, time.Now), pages: newPodPages(mgr.GetAPIReader()), writer: writer,
 		policyCountsChanged: func(names []string) {
 			for _, n := range names {
 				if n != policy.NoMatchingPolicies {

@@ -2,10 +2,14 @@ package controllers_test
 
 import (
 	"context"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	reportsv1alpha2 "github.com/vigil-dev/vigil/apis/wgpolicyk8s/v1alpha2"
@@ -38,12 +42,16 @@ func TestReportWriteFallbacks(t *testing.T) {
 		}
 		return &got
 	}
+	// The answers to creates and updates, as the API server sent them.
+	answers := &answerTypes{}
+	cfg := rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return answers.record(rt) })
 	// write stores r given held and checks the result: what is stored,
 	// the version returned, and whether it took a second request.
 	write := func(t *testing.T, r *reportsv1alpha2.PolicyReport, held *report.Held, wantRetry bool) string {
 		t.Helper()
 		before := retries()
-		version, err := controllers.WriteReport(ctx, k8s, r, held)
+		version, err := controllers.WriteReport(ctx, cfg, k8s, r, held)
 		if err != nil {
 			t.Fatalf("write: %v", err)
 		}
@@ -89,10 +97,47 @@ func TestReportWriteFallbacks(t *testing.T) {
 	before := retries()
 	bad := desired("six")
 	bad.Results[0].Result = "not-a-result"
-	if _, err := controllers.WriteReport(ctx, k8s, bad, held(stored(t).ResourceVersion)); !apierrors.IsInvalid(err) {
+	if _, err := controllers.WriteReport(ctx, cfg, k8s, bad, held(stored(t).ResourceVersion)); !apierrors.IsInvalid(err) {
 		t.Errorf("a report the API server refuses: %v, want the server's Invalid error", err)
 	}
 	if retries() != before {
 		t.Errorf("a refused report was sent again")
 	}
+
+	// Every create and update that landed was answered with the stored
+	// report's metadata alone, not with the whole report: in protobuf,
+	// which a custom resource has no encoding in, only its metadata.
+	answers.mu.Lock()
+	defer answers.mu.Unlock()
+	if len(answers.types) != 2 { // one and two; the others went on to an apply
+		t.Fatalf("%d creates and updates landed through the writer, want 2", len(answers.types))
+	}
+	for _, ct := range answers.types {
+		if !strings.HasPrefix(ct, "application/vnd.kubernetes.protobuf") {
+			t.Errorf("a write was answered as %q, want protobuf (PartialObjectMetadata)", ct)
+		}
+	}
 }
+
+// answerTypes records the content types of the successful answers to
+// POSTs and PUTs through a round tripper.
+type answerTypes struct {
+	mu    sync.Mutex
+	types []string
+}
+
+func (a *answerTypes) record(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(req)
+		if err == nil && (req.Method == http.MethodPost || req.Method == http.MethodPut) && resp.StatusCode < 300 {
+			a.mu.Lock()
+			a.types = append(a.types, resp.Header.Get("Content-Type"))
+			a.mu.Unlock()
+		}
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
