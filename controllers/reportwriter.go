@@ -21,11 +21,12 @@ import (
 const metadataAnswer = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1," +
 	"application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
-// reportWriter creates and updates reports and reads back only the
-// metadata of what was stored. Vigil needs the stored resourceVersion and
-// nothing else of the answer; decoding the whole report it had just sent
-// took a tenth of its CPU in a policy change, and the API server spent as
-// much encoding it (BENCHMARKS.md, "Where a policy change's time goes").
+// reportWriter creates and updates reports (namespaced custom resources,
+// so under /apis) and reads back only the metadata of what was stored.
+// Vigil needs the stored resourceVersion and nothing else of the answer;
+// decoding the whole report it had just sent took a tenth of its CPU in a
+// policy change, and the API server no longer encodes it back
+// (BENCHMARKS.md, "Where a policy change's time goes").
 type reportWriter struct {
 	rest   rest.Interface
 	mapper meta.RESTMapper
