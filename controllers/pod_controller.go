@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/vigil-dev/vigil/internal/metrics"
@@ -232,11 +231,12 @@ func (r *PodReconciler) apply(ctx context.Context, plan report.Plan, current *re
 // write stores obj, the whole report, and returns the version it was stored
 // at. It sends the cheapest write the API server takes for it (BENCHMARKS.md,
 // "Cheaper writes and pods by the page"): a create when Vigil holds no
-// report of that name, else an update of the version Vigil holds. When that version is
-// behind (someone else wrote or deleted the report, or created it before
-// Vigil's watch showed it), a server-side apply that forces Vigil's
-// ownership puts the report right in one more request, whatever is stored:
-// Vigil owns its reports outright.
+// report of that name, else an update of the version Vigil holds (both
+// through the reportWriter). When that version is behind (someone else
+// wrote or deleted the report, or created it before Vigil's watch showed
+// it), a server-side apply that forces Vigil's ownership puts the report
+// right in one more request, whatever is stored: Vigil owns its reports
+// outright.
 func (r *PodReconciler) write(ctx context.Context, obj client.Object, current *report.Held) (string, error) {
 	var err error
 	if current == nil {
@@ -253,13 +253,8 @@ func (r *PodReconciler) write(ctx context.Context, obj client.Object, current *r
 		return "", err
 	}
 	metrics.ReportWriteRetries.Inc()
-	// The apply body names its kind, which the first request's answer may
-	// have cleared from obj.
-	gvk, err := apiutil.GVKForObject(obj, r.Scheme())
-	if err != nil {
-		return "", err
-	}
-	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	// The apply body names obj's kind, which the writer set on obj before
+	// the first request (its answer, metadata alone, leaves obj as it was).
 	u, err := applyConfiguration(obj)
 	if err != nil {
 		return "", err

@@ -503,7 +503,8 @@ func (s *scale) writeFloor(b *testing.B, run string, n, workers int) floor {
 	began := time.Now()
 	parallel(b, workers, n, func(i int) error { return s.c.Create(b.Context(), reports[i]) })
 	f.create = time.Since(began)
-	f.createCPU, cpu = cpuNow(b).minus(cpu), cpuNow(b)
+	afterCreates := cpuNow(b)
+	f.createCPU, cpu = afterCreates.minus(cpu), afterCreates
 	changed := func(r *reportsv1alpha2.PolicyReport, note string) {
 		r.Results = slices.Clone(r.Results)
 		for j := range r.Results {
