@@ -127,7 +127,7 @@ type answerTypes struct {
 }
 
 func (a *answerTypes) record(next http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
 		resp, err := next.RoundTrip(req)
 		if err == nil && (req.Method == http.MethodPost || req.Method == http.MethodPut) && resp.StatusCode < 300 {
 			a.mu.Lock()
@@ -137,7 +137,3 @@ func (a *answerTypes) record(next http.RoundTripper) http.RoundTripper {
 		return resp, err
 	})
 }
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

@@ -617,10 +617,14 @@ func (s *scale) frontier(b *testing.B, n int, d time.Duration) (latencies, []fro
 			deadline := began.Add(d)
 			var wg sync.WaitGroup
 			for w := range c {
-				// Worker w updates the reports i ≡ w (mod c): no two
-				// workers write the same report.
+				// Worker w updates the reports i ≡ w (mod c), from w
+				// again after the last: no two workers write the same
+				// report.
 				wg.Go(func() {
-					for i := w; time.Now().Before(deadline); i = (i + c) % n {
+					for i := w; time.Now().Before(deadline); i += c {
+						if i >= n {
+							i = w
+						}
 						r, k := reports[i], seq.Add(1)
 						for j := range r.Results {
 							r.Results[j].Description = fmt.Sprintf("%s (update %d)", descriptions[j], k)
